@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REPO ?= model_repository
+HTTP_PORT ?= 8000
+
+.PHONY: venv repository serve test test-fast check bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[build,dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+$(REPO)/.complete: $(BIN)/.installed
+	$(BIN)/rheostat build-repository --output $(REPO)
+
+repository: $(REPO)/.complete
+
+serve: repository
+	$(BIN)/rheostat serve --model-repository $(REPO) --http-port $(HTTP_PORT)
+
+test: repository
+	RHEOSTAT_TEST_REPOSITORY=$(abspath $(REPO)) $(BIN)/python -m pytest
+
+check: venv
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: repository
+	$(BIN)/python benchmarks/serving_overhead.py --model-repository $(REPO)
+
+clean:
+	rm -rf $(VENV) $(REPO) build

@@ -1,0 +1,3 @@
+from rheostat.cli import main
+
+main()

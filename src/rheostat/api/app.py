@@ -1,0 +1,296 @@
+"""The Open Inference Protocol (KServe v2) HTTP API on Starlette.
+
+Routes follow the protocol and Triton's extensions (binary tensor data, classification,
+model repository, statistics). A model is a family (`efficientnet_lite`: rheostat picks the
+variant) or a pinned variant (`efficientnet_lite.lite0`); `versions/N` applies to variants.
+Every error is `{"error": message}` with the status from `rheostat.errors` (429 carries
+`Retry-After`); a request never takes the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import rheostat
+from rheostat.api import dataplane
+from rheostat.api.codec import HEADER_LENGTH_HEADER, decode_infer_request, encode_infer_response
+from rheostat.engine import Engine, EngineState
+from rheostat.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    QueueFullError,
+    RequestError,
+)
+from rheostat.repository.loader import Family
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("rheostat.api")
+
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics"]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(data), status, headers, media_type="application/json")
+
+
+def _error(exc: RequestError) -> Response:
+    headers = {}
+    if isinstance(exc, QueueFullError):
+        headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return _json({"error": str(exc)}, exc.http_status, headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(handler: Handler) -> Handler:
+    """Turn rheostat's errors into their HTTP answers."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            return _error(exc)
+
+    return wrapped
+
+
+class OipApi:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- health and metadata ----------------------------------------------------------------
+    async def live(self, request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.engine.state is EngineState.READY
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return _json(
+            {"name": "rheostat", "version": rheostat.__version__, "extensions": EXTENSIONS}
+        )
+
+    def _model(self, request: Request) -> tuple[str, Family, str | None]:
+        name = request.path_params["model"]
+        family, variant = self.engine.resolve(name)
+        version = request.path_params.get("version")
+        if version is not None:
+            self._check_version(name, family, variant, version)
+        return name, family, variant
+
+    def _check_version(self, name: str, family: Family, variant: str | None, version: str) -> None:
+        served = str(self.engine.loaded_versions.get(f"{family.name}.{variant}", ""))
+        if variant is None and version == "1":
+            return
+        if version != served:
+            available = [str(v) for v in family.versions.get(variant or "", ())]
+            raise ModelNotFoundError(
+                f"version {version!r} of model {name!r} is not served; served version: "
+                f"{served or 'none'} (on disk: {available or ['1']})"
+            )
+
+    async def model_metadata(self, request: Request) -> Response:
+        name, family, variant = self._model(request)
+        config = family.config
+        versions = ["1"] if variant is None else [str(v) for v in family.versions[variant]]
+        inputs = [
+            {"name": a.name, "datatype": a.datatype, "shape": list(a.shape)}
+            for a in dataplane.accepted_inputs(family, variant)
+        ]
+        output = config.output
+        variants = {
+            v.name: {"accuracy": v.accuracy, "accuracy_source": v.accuracy_source}
+            for v in config.variants.values()
+            if variant in (None, v.name)
+        }
+        return _json(
+            {
+                "name": name,
+                "versions": versions,
+                "platform": config.platform,
+                "inputs": inputs,
+                "outputs": [
+                    {"name": output.name, "datatype": output.datatype, "shape": [-1, *output.dims]}
+                ],
+                "parameters": {"max_batch_size": config.max_batch_size, "variants": variants},
+            }
+        )
+
+    async def model_ready(self, request: Request) -> Response:
+        name, family, variant = self._model(request)
+        ready = self.engine.is_ready(family.name, variant)
+        return _json({"name": name, "ready": ready}, 200 if ready else 503)
+
+    # -- inference --------------------------------------------------------------------------
+    async def infer(self, request: Request) -> Response:
+        name, family, variant = self._model(request)
+        body = await self._body(request)
+        header_length = _header_length(request)
+        limits = self.engine.config
+        decoded = decode_infer_request(
+            body,
+            header_length=header_length,
+            max_body_bytes=limits.max_request_bytes,
+            max_elements=limits.max_tensor_elements,
+        )
+        dataplane.check_outputs(family, decoded)
+        payloads = dataplane.to_payloads(family, variant, decoded, limits.max_image_pixels)
+        options = dataplane.to_options(decoded)
+        outcome = await self.engine.infer(family, variant, payloads, options)
+        response = dataplane.build_response(name, family, decoded, outcome)
+        binary = dataplane.binary_outputs(decoded, response)
+        content, headers = encode_infer_response(response, binary_outputs=binary)
+        return Response(content, 200, headers)
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.engine.config.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(
+                f"request body of {declared} bytes exceeds the limit of {limit} bytes"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- repository and statistics ----------------------------------------------------------
+    async def repository_index(self, request: Request) -> Response:
+        entries = []
+        for family in self.engine.repository.families.values():
+            ready = self.engine.is_ready(family.name, None)
+            entries.append(_index_entry(family.name, "1", ready))
+            for variant in family.config.variants:
+                key = f"{family.name}.{variant}"
+                version = str(self.engine.loaded_versions.get(key, family.served_version(variant)))
+                entries.append(
+                    _index_entry(key, version, self.engine.is_ready(family.name, variant))
+                )
+        return _json(entries)
+
+    async def repository_load(self, request: Request) -> Response:
+        await self.engine.load(request.path_params["model"])
+        return _json({})
+
+    async def repository_unload(self, request: Request) -> Response:
+        await self.engine.unload(request.path_params["model"])
+        return _json({})
+
+    async def statistics(self, request: Request) -> Response:
+        if "model" in request.path_params:
+            _, family, variant = self._model(request)
+            keys = [f"{family.name}.{v}" for v in family.config.variants if variant in (None, v)]
+        else:
+            keys = [
+                f"{f.name}.{v}"
+                for f in self.engine.repository.families.values()
+                for v in f.config.variants
+            ]
+        stats = [
+            self.engine.stats.model_stats(key, self.engine.loaded_versions.get(key)) for key in keys
+        ]
+        return _json({"model_stats": stats})
+
+
+def _index_entry(name: str, version: str, ready: bool) -> dict[str, str]:
+    entry = {"name": name, "version": version, "state": "READY" if ready else "UNAVAILABLE"}
+    if not ready:
+        entry["reason"] = "unloaded"
+    return entry
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.headers.get(HEADER_LENGTH_HEADER)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise InvalidRequestError(
+            f"header {HEADER_LENGTH_HEADER}: {value!r} is not a non-negative integer"
+        )
+    return int(value)
+
+
+def _routes(api: OipApi) -> list[Route]:
+    model = "/v2/models/{model}"
+    versioned = model + "/versions/{version}"
+    table: list[tuple[str, Handler, str]] = [
+        ("/v2/health/live", api.live, "GET"),
+        ("/v2/health/ready", api.ready, "GET"),
+        ("/v2", api.server_metadata, "GET"),
+        ("/v2/models/stats", api.statistics, "GET"),
+        ("/v2/repository/index", api.repository_index, "POST"),
+        ("/v2/repository/models/{model}/load", api.repository_load, "POST"),
+        ("/v2/repository/models/{model}/unload", api.repository_unload, "POST"),
+    ]
+    for prefix in (model, versioned):
+        table += [
+            (prefix, api.model_metadata, "GET"),
+            (prefix + "/ready", api.model_ready, "GET"),
+            (prefix + "/infer", api.infer, "POST"),
+            (prefix + "/stats", api.statistics, "GET"),
+        ]
+    return [Route(path, _guard(handler), methods=[method]) for path, handler, method in table]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return _json({"error": f"{detail}: {request.method} {request.url.path}"}, status)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    message = f"internal error on {request.method} {request.url.path}: {type(exc).__name__}"
+    return _json({"error": message}, 500)
+
+
+def create_app(
+    engine: Engine,
+    *,
+    manage_engine: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Starlette:
+    """The ASGI app; with `manage_engine` it starts and stops the engine with the server."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Load in the background: health/live answers at once, ready turns 200 when loaded.
+        task = asyncio.create_task(engine.start(progress)) if manage_engine else None
+        if task is not None:
+            task.add_done_callback(_report_failure)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await engine.stop()
+
+    return Starlette(
+        routes=_routes(OipApi(engine)),
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("engine failed to start: %s", task.exception())

@@ -1,0 +1,116 @@
+"""The `rheostat` command line (flag names follow tritonserver's where they apply)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rheostat.config import ServerConfig
+from rheostat.devices.device import default_devices, parse_device
+from rheostat.errors import ConfigError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise typer.BadParameter(f"cannot bind {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    return sock
+
+
+@app.command()
+def serve(
+    model_repository: Annotated[Path, typer.Option(help="Folder of model families.")] = Path(
+        "model_repository"
+    ),
+    http_port: Annotated[int, typer.Option(help="HTTP port (0: any free port).")] = 8000,
+    http_address: Annotated[str, typer.Option("--http-address", "--host")] = "127.0.0.1",
+    device: Annotated[
+        list[str] | None,
+        typer.Option(help="Device, repeatable: cpu, cpu:0-1, cpu:0,2, cuda:0, NAME=cpu:1."),
+    ] = None,
+    profile_repeats: Annotated[int, typer.Option(help="Timed runs per batch size at load.")] = 3,
+    log_level: Annotated[str, typer.Option(help="uvicorn/rheostat log level.")] = "warning",
+) -> None:
+    """Serve a model repository over the Open Inference Protocol (HTTP)."""
+    import uvicorn
+
+    from rheostat.api.app import create_app
+    from rheostat.engine import Engine
+    from rheostat.repository import load_repository
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        devices = tuple(parse_device(d, i) for i, d in enumerate(device)) if device else None
+        config = ServerConfig(
+            model_repository=model_repository,
+            http_port=http_port,
+            host=http_address,
+            devices=devices or default_devices(),
+            profile_repeats=profile_repeats,
+        )
+        repository = load_repository(model_repository)
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    sock = _bind(config.host, config.http_port)
+    port = sock.getsockname()[1]
+    families = ", ".join(repository.families)
+    console.print(f"rheostat: loading {families} from {model_repository}")
+    engine = Engine(repository, config)
+
+    def progress(message: str) -> None:
+        console.print(f"  {message}")
+        if message == "ready":
+            console.print(f"rheostat: serving on http://{config.host}:{port}/v2", highlight=False)
+
+    server_app = create_app(engine, progress=progress)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            server_app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5
+        )
+    )
+    console.print(f"rheostat: listening on http://{config.host}:{port} (ready when loaded)")
+    server.run(sockets=[sock])
+
+
+@app.command("build-repository")
+def build_repository(
+    output: Annotated[Path, typer.Option(help="Where to write the repository.")] = Path(
+        "model_repository"
+    ),
+    family: Annotated[
+        list[str] | None, typer.Option(help="Only these families (digits, efficientnet_lite).")
+    ] = None,
+) -> None:
+    """Build the default model repository: train digits, export and quantize EfficientNet-Lite."""
+    from rheostat.lifecycle.default_repository import build_default_repository
+
+    families = tuple(family) if family else ("digits", "efficientnet_lite")
+    with console.status("building the default model repository") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        build_default_repository(output, families=families, progress=progress)
+    console.print(f"rheostat: model repository ready in {output}")
+
+
+def main() -> None:
+    app()

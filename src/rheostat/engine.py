@@ -1,0 +1,347 @@
+"""The live engine: workers, device runners, router and plan wired on the asyncio loop.
+
+`Engine.infer` is the data plane after decoding: admission (deadline, accuracy floor), routing
+per the plan, queueing on a device, and waiting for exactly one outcome per item. The API
+layer turns HTTP into `infer` calls and outcomes into responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rheostat.backends.onnx import LoadSpec
+from rheostat.batching import make_policy
+from rheostat.clock import WallClock
+from rheostat.config import ServerConfig
+from rheostat.devices.device import Device
+from rheostat.devices.runner import DeviceRunner, ReplicaQueue
+from rheostat.devices.work import ItemResult, Outcome, Payload, WorkItem
+from rheostat.errors import (
+    DeadlineError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotReadyError,
+    QueueFullError,
+    RequestError,
+)
+from rheostat.plan import Plan, Replica, default_plan
+from rheostat.profiling import LatencyProfile
+from rheostat.repository.loader import Family, Repository, load_family
+from rheostat.routing import Constraints, Router
+from rheostat.stats import StatsBook
+from rheostat.workers.handle import WorkerHandle
+
+__all__ = ["Engine", "EngineState", "InferOutcome", "RequestOptions"]
+
+Progress = Callable[[str], None]
+
+
+class EngineState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    timeout_s: float | None = None  # from now; None: the family's default
+    priority: int = 0
+    min_accuracy: float = 0.0
+    app: str = ""
+
+
+@dataclass(frozen=True)
+class InferOutcome:
+    family: str
+    variant: str
+    version: int
+    accuracy: float
+    results: tuple[ItemResult, ...]
+    arrival_s: float
+    deadline_s: float
+
+
+def _profile_sizes(max_batch_size: int) -> list[int]:
+    sizes = [1]
+    while sizes[-1] * 2 <= max_batch_size:
+        sizes.append(sizes[-1] * 2)
+    if sizes[-1] != max_batch_size:
+        sizes.append(max_batch_size)
+    return sizes
+
+
+class Engine:
+    def __init__(self, repository: Repository, config: ServerConfig) -> None:
+        self.repository = repository
+        self.config = config
+        self.clock = WallClock()
+        self.state = EngineState.LOADING
+        self.plan = default_plan(repository, config.devices)
+        self.router = Router(self.plan, self._accuracies())
+        self.workers: dict[str, WorkerHandle] = {}
+        self.runners: dict[str, DeviceRunner] = {}
+        self.profiles: dict[Replica, LatencyProfile] = {}
+        self.loaded_versions: dict[str, int] = {}  # family.variant -> version
+        self.stats = StatsBook()
+
+    def _accuracies(self) -> dict[str, float]:
+        return {
+            f"{f.name}.{v.name}": v.accuracy
+            for f in self.repository.families.values()
+            for v in f.config.variants.values()
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self, progress: Progress | None = None) -> None:
+        say = progress or (lambda message: None)
+        try:
+            await asyncio.gather(*(self._start_device(d, say) for d in self.config.devices))
+        except BaseException:
+            self.state = EngineState.FAILED
+            raise
+        self.state = EngineState.READY
+        say("ready")
+
+    async def _start_device(self, device: Device, say: Progress) -> None:
+        worker = WorkerHandle(device)
+        runner = DeviceRunner(device, self.clock, worker, self._retry)
+        worker.on_ready = runner.schedule
+        runner.on_batch = self.stats.record_batch
+        self.workers[device.name] = worker
+        self.runners[device.name] = runner
+        say(f"starting worker for {device.name}")
+        await worker.start()
+        for replica in self.plan.on_device(device.name):
+            await self._load_replica(replica, say)
+
+    async def _load_replica(self, replica: Replica, say: Progress) -> None:
+        family = self.repository.families[replica.family]
+        variant = family.config.variants[replica.variant]
+        version = family.served_version(replica.variant)
+        say(f"loading {replica.key} v{version} on {replica.device}")
+        spec = LoadSpec(
+            key=replica.key,
+            model_path=family.model_path(replica.variant, version),
+            input=variant.input,
+            output_name=family.config.output.name,
+            preprocessing=variant.preprocessing,
+        )
+        worker = self.workers[replica.device]
+        await worker.load(spec)
+        sizes = _profile_sizes(family.config.max_batch_size)
+        points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
+        profile = LatencyProfile(points)
+        self.profiles[replica] = profile
+        self.loaded_versions[replica.key] = version
+        batching = family.config.dynamic_batching
+        self.runners[replica.device].add_replica(
+            ReplicaQueue(
+                key=replica.key,
+                policy=make_policy(batching, family.config.max_batch_size),
+                profile=profile,
+                max_batch_size=family.config.max_batch_size,
+                max_queue_size=batching.default_queue_policy.max_queue_size,
+            )
+        )
+
+    async def stop(self) -> None:
+        self.state = EngineState.STOPPING
+        await asyncio.gather(*(w.stop() for w in self.workers.values()))
+
+    # -- model control (repository extension) -----------------------------------------------
+    def resolve(self, name: str) -> tuple[Family, str | None]:
+        """`family` or `family.variant` -> (family, variant or None); 404 if unknown."""
+        family_name, _, variant = name.partition(".")
+        family = self.repository.families.get(family_name)
+        if family is None or (variant and variant not in family.config.variants):
+            known = sorted(
+                [*self.repository.families]
+                + [f"{f}.{v}" for f, fam in self.repository.families.items() for v in fam.versions]
+            )
+            raise ModelNotFoundError(f"unknown model {name!r}; known models: {known}")
+        return family, variant or None
+
+    def is_ready(self, family: str, variant: str | None) -> bool:
+        if self.state is not EngineState.READY:
+            return False
+        replicas = self.plan.of_family(family)
+        return any(variant in (None, r.variant) for r in replicas)
+
+    async def unload(self, name: str) -> None:
+        family, variant = self.resolve(name)
+        doomed = {r for r in self.plan.of_family(family.name) if variant in (None, r.variant)}
+        self._set_plan(self.plan.replicas - doomed)
+        for replica in doomed:
+            self.runners[replica.device].drain(replica.key)
+        while any(r.key in self.runners[r.device].replicas for r in doomed):
+            await self.clock.sleep(0.01)
+        for replica in doomed:
+            self.profiles.pop(replica, None)
+            self.loaded_versions.pop(replica.key, None)
+            await self.workers[replica.device].unload(replica.key)
+
+    async def load(self, name: str) -> None:
+        """(Re)load a family or variant from disk, picking up new versions."""
+        family, variant = self.resolve(name)
+        if any(variant in (None, r.variant) for r in self.plan.of_family(family.name)):
+            await self.unload(name)
+        fresh = load_family(family.path)
+        families = {**self.repository.families, fresh.name: fresh}
+        self.repository = Repository(self.repository.path, families)
+        self.router.accuracy = self._accuracies()
+        wanted = default_plan(self.repository, self.config.devices)
+        added = {r for r in wanted.of_family(fresh.name) if variant in (None, r.variant)}
+        for replica in sorted(added):
+            await self._load_replica(replica, lambda message: None)
+        self._set_plan(self.plan.replicas | added)
+
+    def _set_plan(self, replicas: frozenset[Replica]) -> None:
+        wanted = default_plan(self.repository, self.config.devices)
+        split = {}
+        for fam, weights in wanted.split.items():
+            present = {r: w for r, w in weights.items() if r in replicas}
+            if not present:  # the best variant is unloaded: split over the best one left
+                left = [r for r in replicas if r.family == fam]
+                if left:
+                    top = max(self.router.accuracy.get(r.key, 0.0) for r in left)
+                    present = {r: 1.0 for r in left if self.router.accuracy.get(r.key) == top}
+            if present:
+                split[fam] = present
+        self.plan = Plan(replicas, split)
+        self.router.set_plan(self.plan)
+
+    # -- data plane -------------------------------------------------------------------------
+    async def infer(
+        self,
+        family: Family,
+        variant: str | None,
+        payloads: Sequence[Payload],
+        options: RequestOptions,
+    ) -> InferOutcome:
+        if self.state is not EngineState.READY:
+            raise NotReadyError(f"server is {self.state.value}, not ready")
+        now = self.clock.now()
+        timeout = (
+            family.config.default_timeout_s if options.timeout_s is None else options.timeout_s
+        )
+        deadline = now + timeout
+        constraints = Constraints(variant=variant, min_accuracy=options.min_accuracy)
+        candidates = self._candidates(family, constraints, now, deadline)
+        futures = await self._admit(family, candidates, payloads, options, now, deadline)
+        outcomes: list[Outcome] = list(await asyncio.gather(*futures))
+        for outcome in outcomes:
+            if isinstance(outcome, RequestError):
+                self.stats.record_failure(candidates[0].key, self.clock.now() - now)
+                raise outcome
+        results = tuple(o for o in outcomes if isinstance(o, ItemResult))
+        key = results[0].variant
+        self.stats.record_success(key, self.clock.now() - now, results)
+        family_name, _, served = key.partition(".")
+        return InferOutcome(
+            family=family_name,
+            variant=served,
+            version=self.loaded_versions.get(key, 0),
+            accuracy=self.router.accuracy.get(key, 0.0),
+            results=results,
+            arrival_s=now,
+            deadline_s=deadline,
+        )
+
+    def _candidates(
+        self, family: Family, constraints: Constraints, now: float, deadline: float
+    ) -> list[Replica]:
+        best = self.router.best_variant(family.name)
+        if best is not None and constraints.min_accuracy > best[1]:
+            raise InvalidRequestError(
+                f"min_accuracy {constraints.min_accuracy} is above the best loaded variant of "
+                f"{family.name} ({best[0]}, accuracy {best[1]:.4f})"
+            )
+        candidates = self.router.candidates(family.name, constraints)
+        if not candidates:
+            what = f"{family.name}.{constraints.variant}" if constraints.variant else family.name
+            raise NotReadyError(f"model {what} is not loaded")
+        fastest = min(self.profiles[r].latency_s(1) for r in candidates)
+        if now + fastest > deadline:
+            raise DeadlineError(
+                f"deadline of {(deadline - now) * 1e3:.1f} ms cannot be met by {family.name}: "
+                f"its fastest eligible variant needs {fastest * 1e3:.1f} ms per request"
+            )
+        return candidates
+
+    async def _admit(
+        self,
+        family: Family,
+        candidates: list[Replica],
+        payloads: Sequence[Payload],
+        options: RequestOptions,
+        now: float,
+        deadline: float,
+    ) -> list[asyncio.Future[Outcome]]:
+        """Queue every item on the first replica with room for all of them."""
+        last: QueueFullError | None = None
+        for replica in candidates:
+            runner = self.runners[replica.device]
+            queue = runner.replicas.get(replica.key)
+            if queue is None or queue.draining:
+                continue
+            if len(queue.items) + len(payloads) > queue.max_queue_size:
+                retry = max(1.0, float(int(queue.backlog_s()) + 1))
+                last = QueueFullError(
+                    f"queue of {replica.key} on {replica.device} is full "
+                    f"({len(queue.items)} of {queue.max_queue_size} requests)",
+                    retry_after_s=retry,
+                )
+                continue
+            return [
+                self._submit(runner, replica, payload, options, now, deadline)
+                for payload in payloads
+            ]
+        if last is not None:
+            self.stats.record_rejection(family.name)
+            raise last
+        raise NotReadyError(f"no replica of {family.name} is accepting requests")
+
+    def _submit(
+        self,
+        runner: DeviceRunner,
+        replica: Replica,
+        payload: Payload,
+        options: RequestOptions,
+        now: float,
+        deadline: float,
+    ) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = self.clock.loop.create_future()
+
+        def done(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        item = WorkItem(
+            replica.family, replica.variant, payload, now, deadline, done, options.priority
+        )
+        runner.submit(replica.key, item)
+        return future
+
+    def _retry(self, item: WorkItem) -> None:
+        """A worker died with `item` in flight: queue it once more, elsewhere if possible."""
+        constraints = Constraints(variant=item.variant, exclude_devices=frozenset({item.device}))
+        candidates = self.router.candidates(item.family, constraints) or self.router.candidates(
+            item.family, Constraints(variant=item.variant)
+        )
+        for replica in candidates:
+            try:
+                self.runners[replica.device].submit(replica.key, item)
+                return
+            except RequestError as exc:
+                error = exc
+        item.on_done(
+            error
+            if candidates
+            else NotReadyError(
+                f"worker died and no replica of {item.family}.{item.variant} is left"
+            )
+        )

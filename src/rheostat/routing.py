@@ -1,0 +1,81 @@
+"""Routing: which replica serves a request, per the current plan.
+
+`Router.candidates` is a pure function of the plan, the request's constraints and the
+router's own rotation state: it returns replicas in the order they should be tried. Replicas
+in the family's split come first, ordered by smooth weighted round-robin (nginx's scheme:
+each pick adds every weight to its counter, takes the largest, subtracts the total) so the
+long-run shares equal the plan's weights with no randomness. When no replica of the split
+satisfies the request (a pinned variant, a minimum accuracy, an excluded device), the other
+loaded replicas that do follow, cheapest adequate variant first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rheostat.plan import Plan, Replica
+
+__all__ = ["Constraints", "Router"]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    variant: str | None = None  # pinned
+    min_accuracy: float = 0.0
+    exclude_devices: frozenset[str] = frozenset()
+
+
+class Router:
+    def __init__(self, plan: Plan, accuracy: Mapping[str, float]) -> None:
+        """`accuracy` maps `family.variant` to its accuracy."""
+        self.plan = plan
+        self.accuracy = dict(accuracy)
+        self._current: dict[Replica, float] = {}
+
+    def set_plan(self, plan: Plan) -> None:
+        self.plan = plan
+        self._current = {}
+
+    def _fits(self, replica: Replica, c: Constraints) -> bool:
+        return (
+            (c.variant is None or replica.variant == c.variant)
+            and self.accuracy.get(replica.key, 0.0) >= c.min_accuracy
+            and replica.device not in c.exclude_devices
+        )
+
+    def _rotate(self, weights: Mapping[Replica, float]) -> list[Replica]:
+        """One smooth-WRR pick; returns all replicas, the pick first."""
+        total = sum(weights.values())
+        for replica, weight in weights.items():
+            self._current[replica] = self._current.get(replica, 0.0) + weight
+        pick = max(weights, key=lambda r: (self._current[r], r))
+        self._current[pick] -= total
+        rest = sorted((r for r in weights if r != pick), key=lambda r: -weights[r])
+        return [pick, *rest]
+
+    def candidates(self, family: str, constraints: Constraints = Constraints()) -> list[Replica]:
+        split = self.plan.split.get(family, {})
+        eligible = {r: w for r, w in split.items() if w > 0 and self._fits(r, constraints)}
+        ordered: list[Replica] = self._rotate(eligible) if eligible else []
+        others = [
+            r
+            for r in self.plan.of_family(family)
+            if r not in eligible and self._fits(r, constraints)
+        ]
+        if not ordered:
+            others.sort(key=lambda r: (self.accuracy.get(r.key, 0.0), r))
+            return others
+        return ordered + sorted(
+            (r for r in others if r.variant in {o.variant for o in ordered}), key=lambda r: r
+        )
+
+    def best_variant(self, family: str) -> tuple[str, float] | None:
+        scores = [(self.accuracy.get(r.key, 0.0), r.variant) for r in self.plan.of_family(family)]
+        if not scores:
+            return None
+        accuracy, variant = max(scores)
+        return variant, accuracy
+
+    def families(self) -> Sequence[str]:
+        return sorted({r.family for r in self.plan.replicas})

@@ -1,0 +1,192 @@
+"""Shared fixtures: a tiny ONNX repository built in-process, and real server processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import psutil
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rheostat.repository import (
+    DynamicBatching,
+    FamilyConfig,
+    InputKind,
+    QueuePolicy,
+    TensorSpec,
+    VariantConfig,
+    write_family_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY_WEIGHTS = {
+    "fast": np.arange(12, dtype=np.float32).reshape(4, 3) / 10,
+    "slow": -np.arange(12, dtype=np.float32).reshape(4, 3) / 10,
+}
+
+
+def toy_model(weights: np.ndarray, burn: int) -> onnx.ModelProto:
+    """logits = input @ weights (+ 0 x a `burn`-sized matmul chain that takes time)."""
+    nodes = [helper.make_node("MatMul", ["input", "W"], ["y"])]
+    inits = [numpy_helper.from_array(weights, "W")]
+    if burn:
+        big = np.full((burn, burn), 1e-3, np.float32)
+        inits += [numpy_helper.from_array(big, "B"), numpy_helper.from_array(np.float32(0), "Z")]
+        nodes += [
+            helper.make_node("ReduceSum", ["input"], ["s"], keepdims=1),
+            helper.make_node("Expand", ["s", "shape"], ["e"]),
+            helper.make_node("MatMul", ["e", "B"], ["m1"]),
+            helper.make_node("MatMul", ["m1", "B"], ["m2"]),
+            helper.make_node("ReduceSum", ["m2"], ["r"], keepdims=1),
+            helper.make_node("Mul", ["r", "Z"], ["zero"]),
+            helper.make_node("Add", ["y", "zero"], ["logits"]),
+        ]
+        inits.append(numpy_helper.from_array(np.array([burn, burn], np.int64), "shape"))
+    else:
+        nodes[0] = helper.make_node("MatMul", ["input", "W"], ["logits"])
+    graph = helper.make_graph(
+        nodes,
+        "toy",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def build_toy_repository(root: Path, *, policy: str = "deadline_aware", queue: int = 64) -> Path:
+    spec = TensorSpec("input", "TYPE_FP32", (4,))
+    variants = {
+        "fast": VariantConfig("fast", 0.80, "declared for tests", spec),
+        "slow": VariantConfig("slow", 0.90, "declared for tests", spec),
+    }
+    config = FamilyConfig(
+        name="toy",
+        max_batch_size=8,
+        input_kind=InputKind.TENSOR,
+        output=TensorSpec("logits", "TYPE_FP32", (3,)),
+        variants=variants,
+        slo_ms=2000,
+        labels=("a", "b", "c"),
+        dynamic_batching=DynamicBatching(
+            policy=policy,  # type: ignore[arg-type]
+            max_queue_delay_microseconds=1000,
+            default_queue_policy=QueuePolicy(max_queue_size=queue),
+        ),
+    )
+    family_dir = root / "toy"
+    write_family_config(family_dir, config)
+    for name, burn in (("fast", 0), ("slow", 384)):
+        (family_dir / name / "1").mkdir(parents=True, exist_ok=True)
+        onnx.save(toy_model(TOY_WEIGHTS[name], burn), family_dir / name / "1" / "model.onnx")
+    return root
+
+
+@pytest.fixture(scope="session")
+def toy_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_toy_repository(tmp_path_factory.mktemp("toy-repo"))
+
+
+@pytest.fixture(scope="session")
+def default_repository() -> Path:
+    """The real default repository (`make test` builds it first)."""
+    path = Path(os.environ.get("RHEOSTAT_TEST_REPOSITORY", ROOT / "model_repository"))
+    if not (path / ".complete").is_file():
+        pytest.fail(f"default repository missing at {path}: run `make repository` (make test does)")
+    return path
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+    log: list[str]
+
+    def worker_pids(self) -> list[int]:
+        return [
+            c.pid
+            for c in psutil.Process(self.process.pid).children(recursive=True)
+            if "rheostat" in " ".join(c.cmdline()) or "multiprocessing" in " ".join(c.cmdline())
+        ]
+
+
+def start_server(repo: Path, *args: str, ready_timeout_s: float = 120) -> Server:
+    command = [sys.executable, "-m", "rheostat", "serve", "--model-repository", str(repo),
+               "--http-port", "0", "--profile-repeats", "2", *args]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    log: list[str] = []
+    port_found = threading.Event()
+
+    def drain() -> None:  # keep reading so the server never blocks on a full pipe
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            if re.search(r"listening on http://[\d.]+:(\d+)", line):
+                port_found.set()
+        port_found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    port_found.wait(60)
+    match = next(
+        (m for line in log if (m := re.search(r"listening on http://[\d.]+:(\d+)", line))), None
+    )
+    if match is None:
+        process.wait(10)
+        raise RuntimeError(f"server did not start: {command}\n{''.join(log)}")
+    port = int(match.group(1))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{''.join(log)}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return Server(url, process, log)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    stop_server(Server(url, process, log))
+    raise RuntimeError("server not ready in time")
+
+
+def stop_server(server: Server) -> None:
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    server.process.send_signal(signal.SIGINT)
+    try:
+        server.process.wait(20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(5)
+    for child in children:
+        try:
+            child.wait(10)
+        except psutil.TimeoutExpired:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def start(repo: Path, *args: str) -> Server:
+        server = start_server(repo, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_server(server)

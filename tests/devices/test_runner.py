@@ -1,0 +1,122 @@
+"""The device mechanism on the virtual clock: exact batch times, drops, retries."""
+
+from typing import Any
+
+import pytest
+
+from rheostat.backends import ProfiledExecutor
+from rheostat.batching import DeadlineAwarePolicy, MaxDelayPolicy
+from rheostat.clock import VirtualClock
+from rheostat.devices import Device, DeviceKind
+from rheostat.devices.runner import DeviceRunner, ReplicaQueue
+from rheostat.devices.work import ItemResult, Payload, PayloadKind, WorkItem
+from rheostat.errors import DeadlineError, NotReadyError, QueueFullError
+from rheostat.profiling import LatencyProfile
+
+POINTS = {1: 0.010, 2: 0.012, 4: 0.016, 8: 0.024}
+
+
+def make(
+    policy: Any = None, queue_size: int = 16
+) -> tuple[VirtualClock, DeviceRunner, ProfiledExecutor, list[WorkItem]]:
+    clock = VirtualClock()
+    executor = ProfiledExecutor(clock, {"f.a": LatencyProfile(POINTS)})
+    lost: list[WorkItem] = []
+    runner = DeviceRunner(Device("cpu0", DeviceKind.CPU, (0,)), clock, executor, lost.append)
+    runner.add_replica(
+        ReplicaQueue("f.a", policy or DeadlineAwarePolicy(), LatencyProfile(POINTS), 8, queue_size)
+    )
+    return clock, runner, executor, lost
+
+
+def item(clock: VirtualClock, slo_s: float, results: list[Any], priority: int = 0) -> WorkItem:
+    now = clock.now()
+    return WorkItem(
+        "f", "a", Payload(PayloadKind.TENSOR, None), now, now + slo_s, results.append, priority
+    )
+
+
+def test_deadline_aware_batches_arrivals_and_meets_deadlines() -> None:
+    clock, runner, executor, _ = make()
+    results: list[Any] = []
+    for t in (0.000, 0.002, 0.004):
+        clock.run_until(t)
+        runner.submit("f.a", item(clock, 0.050, results))
+    clock.run()
+    # head deadline 0.050; q=3; the 4th could join until 0.050 - T(4) = 0.034
+    assert executor.log == [(pytest.approx(0.034), "f.a", 3)]
+    assert all(isinstance(r, ItemResult) and r.finished_s <= 0.050 for r in results)
+    assert [round(r.queue_s, 3) for r in results] == [0.034, 0.032, 0.030]
+
+
+def test_max_delay_counts_from_the_oldest_request() -> None:
+    clock, runner, executor, _ = make(MaxDelayPolicy(0.005))
+    results: list[Any] = []
+    runner.submit("f.a", item(clock, 1.0, results))
+    clock.run_until(0.003)
+    runner.submit("f.a", item(clock, 1.0, results))
+    clock.run()
+    assert executor.log == [(0.005, "f.a", 2)]
+
+
+def test_request_that_cannot_make_it_is_answered_with_504_before_running() -> None:
+    clock, runner, executor, _ = make()
+    results: list[Any] = []
+    runner.submit("f.a", item(clock, 0.100, results))
+    clock.run_until(0.089)  # the first batch (1 item) runs 0.088..0.100
+    runner.submit("f.a", item(clock, 0.015, results))  # needs 0.010 alone, device busy
+    clock.run()
+    assert executor.log == [(pytest.approx(0.088), "f.a", 1)]
+    assert isinstance(results[0], ItemResult)
+    assert isinstance(results[1], DeadlineError)
+    assert "dropped before running" in str(results[1])
+
+
+def test_full_queue_refuses_with_retry_after() -> None:
+    clock, runner, _, _ = make(MaxDelayPolicy(1.0), queue_size=2)
+    results: list[Any] = []
+    runner.submit("f.a", item(clock, 5.0, results))
+    runner.submit("f.a", item(clock, 5.0, results))
+    with pytest.raises(QueueFullError, match="full") as info:
+        runner.submit("f.a", item(clock, 5.0, results))
+    assert info.value.retry_after_s >= 1
+
+
+def test_priority_jumps_the_queue() -> None:
+    clock, runner, executor, _ = make(MaxDelayPolicy(0.001))
+    results: list[Any] = []
+    first = item(clock, 5.0, results)
+    urgent = item(clock, 5.0, results, priority=1)
+    runner.submit("f.a", first)
+    runner.submit("f.a", urgent)
+    assert runner.replicas["f.a"].items == [urgent, first]
+
+
+def test_lost_batch_is_retried_once_then_failed() -> None:
+    clock, runner, executor, lost = make(MaxDelayPolicy(0.0))
+    results: list[Any] = []
+    work = item(clock, 5.0, results)
+    runner.submit("f.a", work)
+    clock.run_until(0.001)
+    executor.kill(0.5, runner.schedule)
+    assert lost == [work] and work.attempts == 1
+    runner.submit("f.a", work)  # the engine re-routes it; here, back to the same device
+    clock.run_until(0.6)
+    executor.kill(0.5, runner.schedule)  # idle now: nothing lost
+    clock.run()
+    assert isinstance(results[0], ItemResult)
+    again = item(clock, 5.0, results)
+    again.attempts = 1
+    runner.submit("f.a", again)
+    clock.run_until(clock.now() + 0.001)
+    executor.kill(0.5, runner.schedule)
+    assert isinstance(results[-1], NotReadyError) and "after one retry" in str(results[-1])
+
+
+def test_while_executor_is_down_hopeless_requests_are_still_answered() -> None:
+    clock, runner, executor, _ = make()
+    results: list[Any] = []
+    executor.kill(10.0, runner.schedule)
+    runner.submit("f.a", item(clock, 0.050, results))
+    clock.run_until(1.0)
+    assert len(results) == 1 and isinstance(results[0], DeadlineError)
