@@ -113,13 +113,11 @@ class Server:
     url: str
     process: subprocess.Popen[str]
     log: list[str]
+    reader: threading.Thread | None = None
 
     def worker_pids(self) -> list[int]:
-        return [
-            c.pid
-            for c in psutil.Process(self.process.pid).children(recursive=True)
-            if "rheostat" in " ".join(c.cmdline()) or "multiprocessing" in " ".join(c.cmdline())
-        ]
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
 
 
 def start_server(repo: Path, *args: str, ready_timeout_s: float = 120) -> Server:
@@ -137,7 +135,8 @@ def start_server(repo: Path, *args: str, ready_timeout_s: float = 120) -> Server
                 port_found.set()
         port_found.set()
 
-    threading.Thread(target=drain, daemon=True).start()
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     port_found.wait(60)
     match = next(
         (m for line in log if (m := re.search(r"listening on http://[\d.]+:(\d+)", line))), None
@@ -153,11 +152,11 @@ def start_server(repo: Path, *args: str, ready_timeout_s: float = 120) -> Server
             raise RuntimeError(f"server exited with {process.returncode}:\n{''.join(log)}")
         try:
             if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return Server(url, process, log)
+                return Server(url, process, log, reader)
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    stop_server(Server(url, process, log))
+    stop_server(Server(url, process, log, reader))
     raise RuntimeError("server not ready in time")
 
 
@@ -169,6 +168,10 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait(5)
+    if server.reader is not None:
+        server.reader.join(10)
+    if server.process.stderr is not None:
+        server.process.stderr.close()
     for child in children:
         try:
             child.wait(10)

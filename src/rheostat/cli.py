@@ -45,6 +45,9 @@ def serve(
         typer.Option(help="Device, repeatable: cpu, cpu:0-1, cpu:0,2, cuda:0, NAME=cpu:1."),
     ] = None,
     profile_repeats: Annotated[int, typer.Option(help="Timed runs per batch size at load.")] = 3,
+    http_max_input_size: Annotated[
+        int, typer.Option(help="Largest request body in bytes (413 above it).")
+    ] = 64 * 2**20,
     log_level: Annotated[str, typer.Option(help="uvicorn/rheostat log level.")] = "warning",
 ) -> None:
     """Serve a model repository over the Open Inference Protocol (HTTP)."""
@@ -63,6 +66,7 @@ def serve(
             host=http_address,
             devices=devices or default_devices(),
             profile_repeats=profile_repeats,
+            max_request_bytes=http_max_input_size,
         )
         repository = load_repository(model_repository)
     except (ConfigError, ValueError) as exc:

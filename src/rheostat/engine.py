@@ -254,6 +254,13 @@ class Engine:
     def _candidates(
         self, family: Family, constraints: Constraints, now: float, deadline: float
     ) -> list[Replica]:
+        if constraints.variant is not None:
+            pinned = family.config.variants[constraints.variant].accuracy
+            if constraints.min_accuracy > pinned:
+                raise InvalidRequestError(
+                    f"min_accuracy {constraints.min_accuracy} is above the accuracy of the "
+                    f"pinned variant {family.name}.{constraints.variant} ({pinned:.4f})"
+                )
         best = self.router.best_variant(family.name)
         if best is not None and constraints.min_accuracy > best[1]:
             raise InvalidRequestError(
