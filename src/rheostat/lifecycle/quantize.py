@@ -1,0 +1,241 @@
+"""ONNX tools for the repository build: export, inference, agreement, latency, int8 quantization.
+
+Everything here runs on the CPU with ONNX Runtime. `torch` is imported only by `export_onnx`;
+`onnxruntime.quantization` only by `quantize_int8`.
+
+Static int8 quantization (`quantize_int8`) follows ONNX Runtime's recipe for x86-64:
+
+* the float model first goes through `quant_pre_process` (graph optimisation + shape
+  inference), so that constant sub-graphs (e.g. padding arithmetic) are folded away;
+* activations are uint8, weights int8 per output channel with `reduce_range` (7-bit weights):
+  on CPUs without VNNI, ONNX Runtime's u8s8 kernels use VPMADDUBSW, whose int16 intermediate
+  sums saturate with full 8-bit weights; 7 bits cannot saturate;
+* activation ranges come from MinMax calibration over the batches the caller gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rheostat.clock import Stopwatch
+
+__all__ = [
+    "LatencyComparison",
+    "compare_latency",
+    "export_onnx",
+    "ort_session",
+    "predict",
+    "quantize_int8",
+    "top1_agreement",
+]
+
+OPSET = 17
+QUANT_FORMATS = ("QDQ", "QOperator")
+
+
+def export_onnx(
+    model: Any,
+    example: Any,
+    path: Path,
+    *,
+    input_name: str = "input",
+    output_name: str = "logits",
+) -> Path:
+    """Export a torch module (in eval mode) to ONNX opset 17 with a dynamic batch axis.
+
+    Uses the TorchScript exporter (`dynamo=False`). Its deprecation notice and the
+    constant-folding notes it prints for strided slices are expected and silenced here only.
+    """
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"Constant folding", category=UserWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+        )
+    return path
+
+
+def ort_session(path: Path, *, threads: int = 2) -> Any:
+    """A CPU `onnxruntime.InferenceSession` with `threads` intra-op threads and 1 inter-op."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def predict(session: Any, inputs: NDArray[np.float32], *, batch_size: int = 64) -> NDArray[Any]:
+    """The first output of `session` for `inputs`, run `batch_size` rows at a time."""
+    name = session.get_inputs()[0].name
+    parts = [
+        session.run(None, {name: inputs[i : i + batch_size]})[0]
+        for i in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(parts, axis=0)
+
+
+def top1_agreement(
+    model_a: Path, model_b: Path, inputs: NDArray[np.float32], *, batch_size: int = 16
+) -> float:
+    """Fraction of `inputs` on which the two models' arg-max classes are equal (0..1)."""
+    if len(inputs) == 0:
+        raise ValueError("top1_agreement needs at least one input")
+    a = predict(ort_session(model_a), inputs, batch_size=batch_size).argmax(axis=1)
+    b = predict(ort_session(model_b), inputs, batch_size=batch_size).argmax(axis=1)
+    return float(np.mean(a == b))
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """Median latency (seconds) of a baseline and a candidate model at one batch size."""
+
+    batch_size: int
+    baseline_s: float
+    candidate_s: float
+
+    @property
+    def speedup(self) -> float:
+        """baseline / candidate: above 1 when the candidate is faster."""
+        return self.baseline_s / self.candidate_s
+
+
+def compare_latency(
+    baseline: Path,
+    candidate: Path,
+    inputs: NDArray[np.float32],
+    *,
+    batch_size: int,
+    repetitions: int = 9,
+    threads: int = 2,
+) -> LatencyComparison:
+    """Median latency of both models on the first `batch_size` rows of `inputs`.
+
+    Runs alternate between the two models (after one warm-up run each), so that a slow spell
+    on a shared machine hits both alike.
+    """
+    sessions = [ort_session(baseline, threads=threads), ort_session(candidate, threads=threads)]
+    feed = {sessions[0].get_inputs()[0].name: inputs[:batch_size]}
+    for session in sessions:
+        session.run(None, feed)
+    times: list[list[float]] = [[], []]
+    for _ in range(repetitions):
+        for session, samples in zip(sessions, times, strict=True):
+            with Stopwatch() as watch:
+                session.run(None, feed)
+            samples.append(watch.elapsed_s)
+    return LatencyComparison(
+        batch_size=batch_size,
+        baseline_s=float(np.median(times[0])),
+        candidate_s=float(np.median(times[1])),
+    )
+
+
+def _calibration_reader(batches: Sequence[NDArray[np.float32]], input_name: str) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        """Feeds the calibration batches once, in order."""
+
+        def __init__(self) -> None:
+            self._batches: Iterator[NDArray[np.float32]] = iter(batches)
+
+        def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: batch}
+
+    return _Reader()
+
+
+def quantize_int8(
+    model: Path,
+    output: Path,
+    calibration: NDArray[np.float32],
+    *,
+    quant_format: str = "QDQ",
+    keep_float: Sequence[str] = (),
+    batch_size: int = 8,
+) -> Path:
+    """Write a statically quantized int8 copy of `model` to `output` (see the module notes).
+
+    `calibration` holds the model inputs (N, ...) that set the activation ranges;
+    `quant_format` is "QDQ" (QuantizeLinear/DequantizeLinear pairs, fused by ONNX Runtime at
+    load) or "QOperator" (QLinearConv etc.); nodes whose name starts with one of the
+    `keep_float` prefixes stay float32.
+    """
+    if quant_format not in QUANT_FORMATS:
+        raise ValueError(f"quant_format {quant_format!r} is not one of {QUANT_FORMATS}")
+    if len(calibration) == 0:
+        raise ValueError("quantize_int8 needs at least one calibration input")
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = ort_session(model, threads=1).get_inputs()[0].name
+    batches = [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(model), str(prepared))
+        excluded = _node_names(prepared, keep_float)
+        quantize_static(
+            str(prepared),
+            str(output),
+            _calibration_reader(batches, input_name),
+            quant_format=QuantFormat[quant_format],
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+        )
+    return output
+
+
+def _node_names(model: Path, prefixes: Sequence[str]) -> list[str]:
+    """Names of the nodes of `model` that start with one of `prefixes`."""
+    if not prefixes:
+        return []
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    return [node.name for node in graph.node if node.name.startswith(tuple(prefixes))]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence what ONNX Runtime's quantization tools print and warn while they work."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
