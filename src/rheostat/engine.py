@@ -8,6 +8,7 @@ layer turns HTTP into `infer` calls and outcomes into responses.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -289,49 +290,44 @@ class Engine:
         deadline: float,
     ) -> list[asyncio.Future[Outcome]]:
         """Queue every item on the first replica with room for all of them."""
-        last: QueueFullError | None = None
+        last: RequestError | None = None
         for replica in candidates:
-            runner = self.runners[replica.device]
-            queue = runner.replicas.get(replica.key)
-            if queue is None or queue.draining:
+            futures, items = self._work(replica, payloads, options, now, deadline)
+            try:
+                self.runners[replica.device].submit(replica.key, *items)
+            except (QueueFullError, NotReadyError) as exc:
+                last = exc
                 continue
-            if len(queue.items) + len(payloads) > queue.max_queue_size:
-                retry = max(1.0, float(int(queue.backlog_s()) + 1))
-                last = QueueFullError(
-                    f"queue of {replica.key} on {replica.device} is full "
-                    f"({len(queue.items)} of {queue.max_queue_size} requests)",
-                    retry_after_s=retry,
-                )
-                continue
-            return [
-                self._submit(runner, replica, payload, options, now, deadline)
-                for payload in payloads
-            ]
-        if last is not None:
+            return futures
+        if isinstance(last, QueueFullError):
             self.stats.record_rejection(family.name)
-            raise last
-        raise NotReadyError(f"no replica of {family.name} is accepting requests")
+        raise last or NotReadyError(f"no replica of {family.name} is accepting requests")
 
-    def _submit(
+    def _work(
         self,
-        runner: DeviceRunner,
         replica: Replica,
-        payload: Payload,
+        payloads: Sequence[Payload],
         options: RequestOptions,
         now: float,
         deadline: float,
-    ) -> asyncio.Future[Outcome]:
-        future: asyncio.Future[Outcome] = self.clock.loop.create_future()
-
-        def done(outcome: Outcome) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        item = WorkItem(
-            replica.family, replica.variant, payload, now, deadline, done, options.priority
-        )
-        runner.submit(replica.key, item)
-        return future
+    ) -> tuple[list[asyncio.Future[Outcome]], list[WorkItem]]:
+        futures: list[asyncio.Future[Outcome]] = []
+        items = []
+        for payload in payloads:
+            future: asyncio.Future[Outcome] = self.clock.loop.create_future()
+            futures.append(future)
+            items.append(
+                WorkItem(
+                    replica.family,
+                    replica.variant,
+                    payload,
+                    now,
+                    deadline,
+                    functools.partial(_settle, future),
+                    options.priority,
+                )
+            )
+        return futures, items
 
     def _retry(self, item: WorkItem) -> None:
         """A worker died with `item` in flight: queue it once more, elsewhere if possible."""
@@ -339,16 +335,18 @@ class Engine:
         candidates = self.router.candidates(item.family, constraints) or self.router.candidates(
             item.family, Constraints(variant=item.variant)
         )
+        error: RequestError = NotReadyError(
+            f"worker died and no replica of {item.family}.{item.variant} is left"
+        )
         for replica in candidates:
             try:
                 self.runners[replica.device].submit(replica.key, item)
                 return
             except RequestError as exc:
                 error = exc
-        item.on_done(
-            error
-            if candidates
-            else NotReadyError(
-                f"worker died and no replica of {item.family}.{item.variant} is left"
-            )
-        )
+        item.on_done(error)
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)

@@ -118,23 +118,31 @@ class DeviceRunner:
             del self.replicas[key]
 
     # -- admission --------------------------------------------------------------------------
-    def submit(self, key: str, item: WorkItem) -> None:
-        """Queue `item` on replica `key`; raises QueueFullError when the queue is full."""
+    def submit(self, key: str, *items: WorkItem) -> None:
+        """Queue `items` (one request's inputs) on replica `key`, all or none.
+
+        Raises QueueFullError when they do not all fit, NotReadyError when `key` is not
+        loaded here. The policy is consulted once, after all of them are queued, and the
+        request counts as one arrival.
+        """
         replica = self.replicas.get(key)
         if replica is None or replica.draining:
             raise NotReadyError(f"variant {key} is not loaded on device {self.device.name}")
-        if len(replica.items) >= replica.max_queue_size:
+        if len(replica.items) + len(items) > replica.max_queue_size:
             retry = max(1.0, math.ceil(replica.backlog_s()))
             raise QueueFullError(
                 f"queue of {key} on {self.device.name} is full "
-                f"({replica.max_queue_size} requests); retry in {retry:.0f} s",
+                f"({len(replica.items)} of {replica.max_queue_size} requests queued); "
+                f"retry in {retry:.0f} s",
                 retry_after_s=retry,
             )
-        item.seq = next(self._seq)
-        item.enqueued_s = self.clock.now()
-        item.device = self.device.name
-        replica.note_arrival(item.enqueued_s)
-        replica.insert(item)
+        now = self.clock.now()
+        replica.note_arrival(now)
+        for item in items:
+            item.seq = next(self._seq)
+            item.enqueued_s = now
+            item.device = self.device.name
+            replica.insert(item)
         self.schedule()
 
     def queue_depth(self, key: str) -> int:

@@ -173,9 +173,7 @@ def _fp32_variant(name: str, metadata: dict[str, Any]) -> VariantConfig:
     return VariantConfig(
         name=name,
         accuracy=variant.published_top1,
-        accuracy_source=(
-            f"published: ImageNet top-1 of {variant.title} (TensorFlow model garden)"
-        ),
+        accuracy_source=(f"published: ImageNet top-1 of {variant.title} (TensorFlow model garden)"),
         input=TensorSpec("input", "TYPE_FP32", (3, size, size)),
         preprocessing=lite_preprocessing(size),
         metadata=metadata,
@@ -323,7 +321,9 @@ def build_efficientnet_family(
         configs[name] = _fp32_variant(name, export_lite(name, path, photos["chelsea"]))
         if quantize:
             say(f"quantizing {name} to int8 ...")
-            int8, report[f"{name}_int8"] = quantize_lite(name, path, family_dir, list(photos.values()))
+            int8, report[f"{name}_int8"] = quantize_lite(
+                name, path, family_dir, list(photos.values())
+            )
             if int8 is not None:
                 configs[int8.name] = int8
     write_family_config(family_dir, efficientnet_family_config(configs))
