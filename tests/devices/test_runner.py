@@ -120,3 +120,35 @@ def test_while_executor_is_down_hopeless_requests_are_still_answered() -> None:
     runner.submit("f.a", item(clock, 0.050, results))
     clock.run_until(1.0)
     assert len(results) == 1 and isinstance(results[0], DeadlineError)
+
+
+def test_one_client_in_a_closed_loop_does_not_wait_for_itself() -> None:
+    clock, runner, executor, _ = make(DeadlineAwarePolicy(max_wait_s=0.005))
+    results: list[Any] = []
+
+    def next_request(_: Any = None) -> None:
+        if len(results) < 3:
+            clock.call_later(0.001, lambda: runner.submit("f.a", request()))
+
+    def on_done(outcome: Any) -> None:
+        results.append(outcome)
+        next_request()
+
+    def request() -> WorkItem:
+        now = clock.now()
+        return WorkItem("f", "a", Payload(PayloadKind.TENSOR, None), now, now + 1.0, on_done)
+
+    runner.submit("f.a", request())
+    clock.run()
+    starts = [round(t, 6) for t, _, _ in executor.log]
+    assert starts == [0.005, 0.016, 0.027]  # only the very first request waited
+
+
+def test_a_request_with_several_inputs_is_admitted_whole() -> None:
+    clock, runner, executor, _ = make(MaxDelayPolicy(0.010), queue_size=4)
+    results: list[Any] = []
+    runner.submit("f.a", *[item(clock, 5.0, results) for _ in range(3)])
+    with pytest.raises(QueueFullError, match="3 of 4 requests queued"):
+        runner.submit("f.a", *[item(clock, 5.0, results) for _ in range(2)])
+    clock.run()
+    assert executor.log == [(0.010, "f.a", 3)] and len(results) == 3

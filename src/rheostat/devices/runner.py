@@ -227,8 +227,10 @@ class DeviceRunner:
         if result.lost:
             self._retry_or_fail(items)
         else:
-            if not result.error and result.compute_s > 0:
-                replica.profile.observe(len(items), result.compute_s)
+            if not result.error:
+                # The whole dispatch-to-answer time (IPC and input decoding included) is
+                # what the batch policy must plan with, not the session's run time alone.
+                replica.profile.observe(len(items), self.clock.now() - started_s)
             self._answer(replica, items, started_s, result)
             if self.on_batch is not None:
                 self.on_batch(replica.key, len(items), result.compute_s)
