@@ -31,6 +31,7 @@ check: venv
 	$(BIN)/mypy
 
 bench: repository
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python benchmarks/serving_overhead.py --model-repository $(REPO)
 
 clean:

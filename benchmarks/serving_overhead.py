@@ -6,7 +6,8 @@ For each `family.variant:batch`:
   2. the server (a real `rheostat serve` process, one device with the same cores), pinned to
      the same variant over HTTP with binary tensors: throughput with requests of `batch`
      items (2 in flight, so the device never idles), throughput with 1-item requests
-     (2 x batch in flight, batched by the server), and latency at one request in flight;
+     (2 x batch in flight, batched by the server), and latency at one request in flight,
+     all driven by wrk (a C load generator; a Python client saturates first on 2 cores);
   3. memory (RSS and PSS) of the server and all its worker processes, whole repository loaded.
 
 Usage: python benchmarks/serving_overhead.py --model-repository model_repository
@@ -15,12 +16,15 @@ Usage: python benchmarks/serving_overhead.py --model-repository model_repository
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 
@@ -64,40 +68,41 @@ def raw_latency(session: ort.InferenceSession, x: np.ndarray, n: int) -> list[fl
     return times
 
 
-async def server_throughput(
-    url: str, model: str, x: np.ndarray, in_flight: int, seconds: float
-) -> float:
+def wrk_run(
+    url: str, model: str, x: np.ndarray, connections: int, seconds: float
+) -> dict[str, float]:
+    """Drive the server with wrk (C, keep-alive): requests/s, items/s, p50/p99 latency in s."""
     content, headers = encode_infer_request([("input", x)], binary=True, binary_data_output=True)
-    done = 0
-    stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=in_flight)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp) / "body.bin"
+        body.write_bytes(content)
+        script = Path(tmp) / "post.lua"
+        lines = [
+            "wrk.method = 'POST'",
+            f"local f = io.open('{body}', 'rb')",
+            "wrk.body = f:read('*a')",
+            "f:close()",
+        ]
+        lines += [f"wrk.headers['{k}'] = '{v}'" for k, v in headers.items()]
+        script.write_text("\n".join(lines) + "\n")
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
+                   f"{url}/v2/models/{model}/infer"]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"non-200 answers during the run:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = dict(re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out))
+    return {
+        "rps": rps,
+        "items": rps * len(x),
+        "p50": _seconds(latency["50"]),
+        "p99": _seconds(latency["99"]),
+    }
 
-        async def loop() -> None:
-            nonlocal done
-            while time.perf_counter() < stop_at:
-                r = await client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
-                r.raise_for_status()
-                done += len(x)
 
-        await client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
-        start_s = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(in_flight)))
-        return done / (time.perf_counter() - start_s)
-
-
-def server_latency(url: str, model: str, x: np.ndarray, n: int) -> list[float]:
-    content, headers = encode_infer_request([("input", x)], binary=True, binary_data_output=True)
-    times = []
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for _ in range(20):
-            client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            r = client.post(f"/v2/models/{model}/infer", content=content, headers=headers)
-            times.append(time.perf_counter() - t0)
-            r.raise_for_status()
-    return times
+def _seconds(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -114,6 +119,8 @@ def main() -> None:
         default="digits.cnn_large:32,efficientnet_lite.lite0:8,efficientnet_lite.lite2:8",
     )
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed to load the server: apt-get install wrk (make bench does this)")
     repo = load_repository(args.model_repository)
     specs = []
     for item in args.variants.split(","):
@@ -141,14 +148,11 @@ def main() -> None:
         rss, pss = server.memory_mib()
         rows = []
         for key, _, dims, batch in specs:
-            big = asyncio.run(
-                server_throughput(server.url, key, make_input(dims, batch), 2, args.seconds)
-            )
-            single = asyncio.run(
-                server_throughput(server.url, key, make_input(dims, 1), 2 * batch, args.seconds)
-            )
-            lat = server_latency(server.url, key, make_input(dims, 1), args.latency_samples)
-            rows.append((key, batch, raw[key], big, single, lat))
+            wrk_run(server.url, key, make_input(dims, batch), 2, 1)  # warm-up
+            big = wrk_run(server.url, key, make_input(dims, batch), 2, args.seconds)["items"]
+            single = wrk_run(server.url, key, make_input(dims, 1), 2 * batch, args.seconds)["items"]
+            one = wrk_run(server.url, key, make_input(dims, 1), 1, args.seconds)
+            rows.append((key, batch, raw[key], big, single, one))
     finally:
         stop(server)
 
@@ -162,8 +166,8 @@ def main() -> None:
     print("\n| variant | raw p50 ms | raw p99 ms | server p50 ms | server p99 ms | "
           "added p50 ms | added p99 ms |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    for key, _, (_, raw_lat), _, _, lat in rows:
-        r50, r99, s50, s99 = pct(raw_lat, 50), pct(raw_lat, 99), pct(lat, 50), pct(lat, 99)
+    for key, _, (_, raw_lat), _, _, one in rows:
+        r50, r99, s50, s99 = pct(raw_lat, 50), pct(raw_lat, 99), one["p50"] * 1e3, one["p99"] * 1e3
         print(f"| {key} | {r50:.3f} | {r99:.3f} | {s50:.3f} | {s99:.3f} | "
               f"{s50 - r50:.3f} | {s99 - r99:.3f} |")  # fmt: skip
     print(f"\nmemory of all server processes, repository loaded: RSS {rss:.0f} MiB, "
