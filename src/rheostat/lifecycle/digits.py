@@ -69,11 +69,18 @@ def load_digits_split() -> tuple[FloatArray, LabelArray, FloatArray, LabelArray]
     return x_train, y_train, x_test, y_test
 
 
-class _Scale(nn.Module):  # type: ignore[misc]
+class _Scale(nn.Module):
     """Maps raw digits pixels (0..16) to 0..1 inside the exported graph."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (1.0 / PIXEL_MAX)
+
+
+class _AsImage(nn.Module):
+    """[batch, 64] -> [batch, 1, 8, 8] (a Reshape with a constant shape in ONNX)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, 1, 8, 8)
 
 
 def _mlp(hidden: int) -> nn.Module:
@@ -83,7 +90,7 @@ def _mlp(hidden: int) -> nn.Module:
 def _cnn_small() -> nn.Module:
     return nn.Sequential(
         _Scale(),
-        nn.Unflatten(1, (1, 8, 8)),
+        _AsImage(),
         nn.Conv2d(1, 16, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -95,7 +102,7 @@ def _cnn_small() -> nn.Module:
 def _cnn_large() -> nn.Module:
     return nn.Sequential(
         _Scale(),
-        nn.Unflatten(1, (1, 8, 8)),
+        _AsImage(),
         nn.Conv2d(1, 16, 3, padding=1),
         nn.ReLU(),
         nn.Conv2d(16, 32, 3, padding=1),
@@ -160,20 +167,32 @@ def _fit_validation_split(x_train: FloatArray, y_train: LabelArray) -> _Data:
     )
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float((model(x).argmax(dim=1) == y).float().mean())
-
-
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
         return float(nn.functional.cross_entropy(model(x), y))
 
 
+def _epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+) -> None:
+    """One pass over (x, y) in `order`, minimising cross-entropy."""
+    model.train()
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        optimizer.zero_grad()
+        torch.autograd.backward(nn.functional.cross_entropy(model(x[rows]), y[rows]))
+        optimizer.step()
+
+
 def _train(recipe: _Recipe, data: _Data, *, batch_size: int = 64) -> nn.Module:
-    """Adam + cross-entropy; returns the weights of the epoch with the best validation accuracy.
+    """Adam + cross-entropy; returns the model with the weights of the epoch whose validation
+    loss was lowest, in eval mode.
 
     Seeded (initialisation, shuffling, dropout) without touching torch's global RNG state.
     """
@@ -184,23 +203,20 @@ def _train(recipe: _Recipe, data: _Data, *, batch_size: int = 64) -> nn.Module:
         if recipe.shift_augment:
             x_fit, y_fit = _shifted_copies(x_fit, y_fit)
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate, weight_decay=1e-4)
-        loss_fn = nn.CrossEntropyLoss()
         generator = torch.Generator().manual_seed(SEED)
-        best_loss, best_state = float("inf"), dict(model.state_dict())
+        best_loss, best_state = float("inf"), _snapshot(model)
         for _ in range(recipe.epochs):
-            model.train()
             order = torch.randperm(len(x_fit), generator=generator)
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                optimizer.zero_grad()
-                loss_fn(model(x_fit[rows]), y_fit[rows]).backward()
-                optimizer.step()
+            _epoch(model, optimizer, x_fit, y_fit, order, batch_size)
             loss = _loss(model, data.x_val, data.y_val)
             if loss < best_loss:
-                best_loss = loss
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_loss, best_state = loss, _snapshot(model)
         model.load_state_dict(best_state)
         return model.eval()
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _export_and_verify(model: nn.Module, path: Path, x_test: FloatArray) -> FloatArray:

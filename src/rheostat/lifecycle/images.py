@@ -19,10 +19,11 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rheostat.repository.schema import ImagePreprocessing
 
@@ -63,8 +64,15 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
             image = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(f"image is larger than the limit of {max_pixels} pixels") from None
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"image data ({len(data)} bytes) is not a decodable image: unrecognised format "
+            "(expected JPEG, PNG, WebP, BMP, GIF, TIFF, ...)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot decode image data ({len(data)} bytes): {exc}") from None
+        raise ValueError(
+            f"image data ({len(data)} bytes) is not a decodable image: {exc}"
+        ) from None
     width, height = image.size
     if width * height > max_pixels:
         raise ValueError(
@@ -75,7 +83,10 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         image.load()
         rgb = ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot decode {image.format or 'image'} data: {exc}") from None
+        kind = image.format or "image"
+        raise ValueError(
+            f"{kind} data ({len(data)} bytes) is not a decodable image: {exc}"
+        ) from None
     return rgb
 
 
@@ -178,8 +189,9 @@ def sample_images() -> dict[str, NDArray[np.uint8]]:
     Keys: chelsea (a cat), coffee (a cup of coffee), astronaut, rocket, motorcycle (the left
     view of `stereo_motorcycle`).
     """
-    from skimage import data
+    from skimage import data as skimage_data
 
+    data: Any = skimage_data  # untyped
     loaders = {
         "chelsea": data.chelsea,
         "coffee": data.coffee,

@@ -37,6 +37,7 @@ __all__ = [
     "predict",
     "quantize_int8",
     "top1_agreement",
+    "top1_classes",
 ]
 
 OPSET = 17
@@ -96,14 +97,22 @@ def predict(session: Any, inputs: NDArray[np.float32], *, batch_size: int = 64) 
     return np.concatenate(parts, axis=0)
 
 
+def top1_classes(
+    model: Path, inputs: NDArray[np.float32], *, batch_size: int = 16
+) -> NDArray[np.int64]:
+    """The arg-max class of `model`'s first output for each row of `inputs`."""
+    logits = predict(ort_session(model), inputs, batch_size=batch_size)
+    return np.asarray(logits.argmax(axis=1), dtype=np.int64)
+
+
 def top1_agreement(
     model_a: Path, model_b: Path, inputs: NDArray[np.float32], *, batch_size: int = 16
 ) -> float:
     """Fraction of `inputs` on which the two models' arg-max classes are equal (0..1)."""
     if len(inputs) == 0:
         raise ValueError("top1_agreement needs at least one input")
-    a = predict(ort_session(model_a), inputs, batch_size=batch_size).argmax(axis=1)
-    b = predict(ort_session(model_b), inputs, batch_size=batch_size).argmax(axis=1)
+    a = top1_classes(model_a, inputs, batch_size=batch_size)
+    b = top1_classes(model_b, inputs, batch_size=batch_size)
     return float(np.mean(a == b))
 
 
@@ -196,7 +205,7 @@ def quantize_int8(
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(model), str(prepared))
+        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
         excluded = _node_names(prepared, keep_float)
         quantize_static(
             str(prepared),
@@ -224,18 +233,14 @@ def _node_names(model: Path, prefixes: Sequence[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence what ONNX Runtime's quantization tools print and warn while they work."""
+    """Silence what ONNX Runtime's quantization tools log (root logger) and print."""
     import logging
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         root.setLevel(level)
