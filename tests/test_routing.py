@@ -4,8 +4,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import build_toy_repository
 
+from conftest import build_toy_repository
 from rheostat.devices import Device, DeviceKind
 from rheostat.plan import Plan, Replica, default_plan
 from rheostat.repository import load_repository

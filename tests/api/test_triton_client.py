@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import TOY_WEIGHTS, Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
