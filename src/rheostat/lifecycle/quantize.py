@@ -77,13 +77,19 @@ def export_onnx(
 
 
 def ort_session(path: Path, *, threads: int = 2) -> Any:
-    """A CPU `onnxruntime.InferenceSession` with `threads` intra-op threads and 1 inter-op."""
+    """A CPU `onnxruntime.InferenceSession`: `threads` intra-op threads, 1 inter-op, and no
+    spin-waiting.
+
+    Spinning threads keep a core busy after each run; with two sessions alive on a two-core
+    machine they slow each other down by up to 2x and make timings erratic.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -118,16 +124,12 @@ def top1_agreement(
 
 @dataclass(frozen=True)
 class LatencyComparison:
-    """Median latency (seconds) of a baseline and a candidate model at one batch size."""
+    """Latency of a baseline and a candidate model at one batch size, timed in pairs."""
 
     batch_size: int
-    baseline_s: float
-    candidate_s: float
-
-    @property
-    def speedup(self) -> float:
-        """baseline / candidate: above 1 when the candidate is faster."""
-        return self.baseline_s / self.candidate_s
+    baseline_s: float  # median
+    candidate_s: float  # median
+    speedup: float  # median over pairs of baseline / candidate: above 1 when faster
 
 
 def compare_latency(
@@ -138,26 +140,30 @@ def compare_latency(
     batch_size: int,
     repetitions: int = 9,
     threads: int = 2,
+    warmup: int = 3,
 ) -> LatencyComparison:
-    """Median latency of both models on the first `batch_size` rows of `inputs`.
+    """Time both models on the first `batch_size` rows of `inputs`, `repetitions` times.
 
-    Runs alternate between the two models (after one warm-up run each), so that a slow spell
-    on a shared machine hits both alike.
+    After `warmup` untimed runs each, runs alternate (baseline, candidate, baseline, ...) and
+    the speedup is the median of each adjacent pair's ratio, so that a slow spell on a shared
+    machine hits both sides of a pair alike instead of skewing one median.
     """
     sessions = [ort_session(baseline, threads=threads), ort_session(candidate, threads=threads)]
     feed = {sessions[0].get_inputs()[0].name: inputs[:batch_size]}
     for session in sessions:
-        session.run(None, feed)
-    times: list[list[float]] = [[], []]
-    for _ in range(repetitions):
-        for session, samples in zip(sessions, times, strict=True):
+        for _ in range(warmup):
+            session.run(None, feed)
+    times = np.zeros((repetitions, 2))
+    for i in range(repetitions):
+        for j, session in enumerate(sessions):
             with Stopwatch() as watch:
                 session.run(None, feed)
-            samples.append(watch.elapsed_s)
+            times[i, j] = watch.elapsed_s
     return LatencyComparison(
         batch_size=batch_size,
-        baseline_s=float(np.median(times[0])),
-        candidate_s=float(np.median(times[1])),
+        baseline_s=float(np.median(times[:, 0])),
+        candidate_s=float(np.median(times[:, 1])),
+        speedup=float(np.median(times[:, 0] / times[:, 1])),
     )
 
 
