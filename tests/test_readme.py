@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,9 +42,8 @@ def _localize(code: str, server: Server) -> str:
 def test_python_snippets_run_and_classify_the_cat(server: Server) -> None:
     code = "\n".join(_localize(c, server) for kind, c in snippets() if kind == "python")
     done = subprocess.run(
-        ["python", "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-        executable=str(Path(__import__("sys").executable)),
-    )  # fmt: skip
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     assert "efficientnet_lite." in done.stdout
     first = done.stdout.split("'")[1]

@@ -41,7 +41,12 @@ class Clock(Protocol):
 
 
 class WallClock:
-    """Real time on a running asyncio loop (monotonic seconds)."""
+    """Real time on a running asyncio loop (monotonic seconds).
+
+    `now()` reads `time.monotonic()` rather than `loop.time()`: uvloop's loop time is cached
+    per loop iteration and has millisecond resolution, too coarse for batch deadlines.
+    Timers are therefore set relative to now, which is correct whatever the loop's base.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
@@ -53,10 +58,10 @@ class WallClock:
         return self._loop
 
     def now(self) -> float:
-        return self.loop.time()
+        return time.monotonic()
 
     def call_at(self, when_s: float, callback: Callable[[], None]) -> Timer:
-        return self.loop.call_at(when_s, callback)
+        return self.loop.call_later(max(0.0, when_s - time.monotonic()), callback)
 
     async def sleep(self, delay_s: float) -> None:
         await asyncio.sleep(delay_s)

@@ -1,7 +1,11 @@
 """The server's side of one device worker process, on the asyncio loop.
 
-`WorkerHandle` is the live `Executor` of a device. It spawns the worker, sends calls over a
-pipe, and reads answers with `loop.add_reader` (no threads). It watches the process sentinel:
+`WorkerHandle` is the live `Executor` of a device. It spawns the worker and talks to it over
+a pipe through two small threads: a writer (pickling and sending a batch of several MB never
+blocks the event loop, even while the worker is busy) and a reader (blocking `recv`, handing
+each answer to the loop with `call_soon_threadsafe`). Reading or writing the pipe from the
+loop itself is not safe: uvloop's `add_reader` makes the fd non-blocking, and a large message
+then breaks off half-written and corrupts the stream. It watches the process sentinel:
 when the worker dies, every call in flight is answered at once (a batch comes back `lost`, so
 the device retries its items elsewhere or fails them clearly), and the worker is restarted
 with the same variants loaded, with a growing back-off if it keeps dying.
@@ -13,6 +17,8 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing as mp
+import queue
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -43,6 +49,8 @@ class WorkerHandle:
         self._ids = itertools.count(1)
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
+        self._outbox: queue.SimpleQueue[Any] | None = None
+        self._generation = 0
         self._ready = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -58,7 +66,7 @@ class WorkerHandle:
         return self._process.pid if self._process is not None else None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         process = ctx.Process(
@@ -67,15 +75,47 @@ class WorkerHandle:
         process.daemon = True
         process.start()
         child.close()
-        self._process, self._conn = process, parent
-        started: asyncio.Future[Any] = self._loop.create_future()
+        self._generation += 1
+        generation = self._generation
+        outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        writer = threading.Thread(target=_write_loop, args=(parent, outbox), daemon=True)
+        reader = threading.Thread(
+            target=self._read_loop, args=(parent, outbox, writer, generation), daemon=True
+        )
+        self._process, self._conn, self._outbox = process, parent, outbox
+        started: asyncio.Future[Any] = loop.create_future()
         self._calls[0] = lambda status, value: _settle(started, status, value)
-        self._loop.add_reader(parent.fileno(), self._on_readable)
-        self._loop.add_reader(process.sentinel, self._on_death)
+        writer.start()
+        reader.start()
+        loop.add_reader(process.sentinel, self._on_death, generation)
         await started
         for spec in self._specs.values():
             await self.call("load", spec)
         self._ready = True
+
+    def _read_loop(
+        self,
+        conn: Connection,
+        outbox: queue.SimpleQueue[Any],
+        writer: threading.Thread,
+        generation: int,
+    ) -> None:
+        """Reader thread: hand every answer to the loop; report the end of the pipe."""
+        assert self._loop is not None
+        loop = self._loop
+        try:
+            while True:
+                message = conn.recv()
+                loop.call_soon_threadsafe(self._dispatch, message)
+        except (EOFError, OSError):
+            pass
+        except RuntimeError:  # the loop is closed: the server is gone
+            return
+        outbox.put(None)
+        writer.join(5)
+        conn.close()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._on_death, generation)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -93,16 +133,12 @@ class WorkerHandle:
 
     # -- calls ------------------------------------------------------------------------------
     def send(self, op: str, args: Any, callback: _Callback) -> None:
-        if self._conn is None:
+        if self._conn is None or self._outbox is None:
             callback("lost", f"worker of {self.device.name} is not running")
             return
         call_id = next(self._ids)
         self._calls[call_id] = callback
-        try:
-            self._conn.send((op, call_id, args))
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            self._calls.pop(call_id, None)
-            callback("lost", f"worker of {self.device.name} is gone")
+        self._outbox.put((op, call_id, args))
 
     async def call(self, op: str, args: Any) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -133,26 +169,23 @@ class WorkerHandle:
         self.send("run", (batch.variant_key, batch.payloads), answered)
 
     # -- events -----------------------------------------------------------------------------
-    def _on_readable(self) -> None:
-        conn = self._conn
-        try:
-            while conn is not None and conn.poll():
-                status, call_id, value = conn.recv()
-                callback = self._calls.pop(call_id, None)
-                if callback is not None:
-                    callback(status, value)
-        except (EOFError, OSError):
-            self._on_death()
+    def _dispatch(self, message: tuple[str, int, Any]) -> None:
+        status, call_id, value = message
+        callback = self._calls.pop(call_id, None)
+        if callback is not None:
+            callback(status, value)
 
-    def _on_death(self) -> None:
-        if self._conn is None or self._loop is None:
+    def _on_death(self, generation: int) -> None:
+        """The process ended (sentinel) or its pipe closed; act once per process."""
+        if generation != self._generation or self._conn is None or self._loop is None:
             return
-        self._loop.remove_reader(self._conn.fileno())
         if self._process is not None:
             self._loop.remove_reader(self._process.sentinel)
             self._process.join(timeout=0)
-        self._conn.close()
+        if self._outbox is not None:
+            self._outbox.put(None)
         self._conn = None
+        self._outbox = None
         self._ready = False
         calls, self._calls = self._calls, {}
         for callback in calls.values():
@@ -184,3 +217,12 @@ def _settle(future: asyncio.Future[Any], status: str, value: Any) -> None:
         future.set_exception(WorkerDiedError(str(value)))
     else:
         future.set_exception(RuntimeError(str(value)))
+
+
+def _write_loop(conn: Connection, outbox: queue.SimpleQueue[Any]) -> None:
+    """Writer thread: send queued calls in order until told to stop or the pipe breaks."""
+    while (message := outbox.get()) is not None:
+        try:
+            conn.send(message)
+        except OSError:
+            return
