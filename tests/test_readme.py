@@ -48,6 +48,7 @@ def test_python_snippets_run_and_classify_the_cat(server: Server) -> None:
     assert "efficientnet_lite." in done.stdout
     first = done.stdout.split("'")[1]
     assert re.search(r":(281|282|285):", first), done.stdout  # tabby, tiger cat, Egyptian cat
+    assert ":967:espresso'] True" in done.stdout  # the tritonclient snippet
 
 
 def test_bash_snippets_run(server: Server) -> None:
