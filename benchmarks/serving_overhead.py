@@ -10,6 +10,10 @@ For each `family.variant:batch`:
      all driven by wrk (a C load generator; a Python client saturates first on 2 cores);
   3. memory (RSS and PSS) of the server and all its worker processes, whole repository loaded.
 
+Both sides use the same device (`--device`, default core 1 of 2): raw ONNX Runtime is pinned
+to its cores, and so is the server's worker, while the front end and wrk run on the other
+cores, as a deployment would give the HTTP front end its own core.
+
 Usage: python benchmarks/serving_overhead.py --model-repository model_repository
 """
 
@@ -30,12 +34,13 @@ import onnxruntime as ort
 
 from _server import RunningServer, start, stop
 from rheostat.api.codec import encode_infer_request
+from rheostat.devices import parse_device
 from rheostat.repository import load_repository
 
 
-def session_for(path: Path) -> ort.InferenceSession:
+def session_for(path: Path, cores: set[int]) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = len(cores)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -69,10 +74,12 @@ def raw_latency(session: ort.InferenceSession, x: np.ndarray, n: int) -> list[fl
 
 
 def wrk_run(
-    url: str, model: str, x: np.ndarray, connections: int, seconds: float
+    url: str, model: str, x: np.ndarray, connections: int, seconds: float, pin: list[str]
 ) -> dict[str, float]:
     """Drive the server with wrk (C, keep-alive): requests/s, items/s, p50/p99 latency in s."""
-    content, headers = encode_infer_request([("input", x)], binary=True, binary_data_output=True)
+    content, headers = encode_infer_request(
+        [("input", x)], binary=True, binary_data_output=True, parameters={"slo_ms": 10_000}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         body = Path(tmp) / "body.bin"
         body.write_bytes(content)
@@ -85,7 +92,7 @@ def wrk_run(
         ]
         lines += [f"wrk.headers['{k}'] = '{v}'" for k, v in headers.items()]
         script.write_text("\n".join(lines) + "\n")
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
+        command = [*pin, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
                    f"{url}/v2/models/{model}/infer"]  # fmt: skip
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
@@ -118,7 +125,16 @@ def main() -> None:
         "--variants",
         default="digits.cnn_large:32,efficientnet_lite.lite0:8,efficientnet_lite.lite2:8",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu:1" if len(os.sched_getaffinity(0)) > 1 else "cpu:0",
+        help="the device both sides run on; the other cores host the front end and wrk",
+    )
     args = parser.parse_args()
+    device = parse_device(args.device)
+    cores = set(device.cores)
+    others = sorted(set(os.sched_getaffinity(0)) - cores)
+    pin = ["taskset", "-c", ",".join(map(str, others))] if others else []
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed to load the server: apt-get install wrk (make bench does this)")
     repo = load_repository(args.model_repository)
@@ -134,29 +150,34 @@ def main() -> None:
             (key, fam.model_path(variant), fam.config.variants[variant].input.dims, int(batch))
         )
 
+    everything = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)  # raw ONNX Runtime on exactly the device's cores
     raw = {}
     for key, path, dims, batch in specs:
-        session = session_for(path)
+        session = session_for(path, cores)
         raw[key] = (
             raw_throughput(session, make_input(dims, batch), args.seconds),
             raw_latency(session, make_input(dims, 1), args.latency_samples),
         )
         del session
+    os.sched_setaffinity(0, everything)
 
-    server: RunningServer = start(args.model_repository)
+    server: RunningServer = start(args.model_repository, "--device", args.device)
     try:
         rss, pss = server.memory_mib()
         rows = []
         for key, _, dims, batch in specs:
-            wrk_run(server.url, key, make_input(dims, batch), 2, 1)  # warm-up
-            big = wrk_run(server.url, key, make_input(dims, batch), 2, args.seconds)["items"]
-            single = wrk_run(server.url, key, make_input(dims, 1), 2 * batch, args.seconds)["items"]
-            one = wrk_run(server.url, key, make_input(dims, 1), 1, args.seconds)
+            x_batch, x_one = make_input(dims, batch), make_input(dims, 1)
+            wrk_run(server.url, key, x_batch, 2, 1, pin)  # warm-up
+            big = wrk_run(server.url, key, x_batch, 2, args.seconds, pin)["items"]
+            single = wrk_run(server.url, key, x_one, 2 * batch, args.seconds, pin)["items"]
+            one = wrk_run(server.url, key, x_one, 1, args.seconds, pin)
             rows.append((key, batch, raw[key], big, single, one))
     finally:
         stop(server)
 
-    print(f"\nmachine: {os.cpu_count()} cores; device: one CPU device with all cores\n")
+    print(f"\nmachine: {os.cpu_count()} cores; device {args.device} (ONNX Runtime threads: "
+          f"{len(cores)}); front end and wrk on cores {others or 'shared'}\n")  # fmt: skip
     print("| variant | batch | raw ORT items/s | server items/s (batch reqs) | ratio | "
           "server items/s (1-item reqs) | ratio |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
