@@ -171,6 +171,8 @@ def main() -> None:
             wrk_run(server.url, key, x_batch, 2, 1, pin)  # warm-up
             big = wrk_run(server.url, key, x_batch, 2, args.seconds, pin)["items"]
             single = wrk_run(server.url, key, x_one, 2 * batch, args.seconds, pin)["items"]
+            # the throughput runs end with requests still queued: drain them first
+            wrk_run(server.url, key, x_one, 1, 1, pin)
             one = wrk_run(server.url, key, x_one, 1, args.seconds, pin)
             rows.append((key, batch, raw[key], big, single, one))
     finally:

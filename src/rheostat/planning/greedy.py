@@ -7,13 +7,13 @@ lexicographic objective (served first, accuracy second):
    priority-weighted capacity toward its family's target (`priority * min(unmet, capacity)`,
    unmet = rate * (1 + headroom) - capacity planned so far); ties go to the more accurate
    variant. A device that would add nothing stays idle for now.
-2. **Upgrade.** While some device can switch to a more accurate variant of its family without
+2. **Spare devices.** Devices still idle run the most accurate variant of the family with the
+   largest priority-weighted unmet demand (possibly negative): spare capacity lets the split
+   move traffic onto accurate devices, and lets pass 3 upgrade.
+3. **Upgrade.** While some device can switch to a more accurate variant of its family without
    lowering the family's capacity below `min(target, capacity now)`, apply the switch with
    the largest accuracy gain. Each step raises one device's accuracy among finitely many
    options, so this terminates.
-3. **Spare devices.** Devices still idle run the most accurate variant of the family with the
-   largest priority-weighted unmet demand (possibly negative): spare capacity lets the split
-   move traffic onto accurate devices.
 
 The split is the closed-form fill of `allocation_from_assignment`. Swap costs are ignored.
 Measured against the MILP on synthetic 40-device clusters it serves within a few percent.
@@ -53,8 +53,6 @@ def greedy_assignment(problem: Problem) -> dict[str, VariantKey | None]:
         pick = _most_helpful(problem, chosen, options[device.device_type])
         if pick is not None:
             chosen[device.name] = pick
-    while (step := _best_upgrade(problem, chosen, options)) is not None:
-        chosen[step[0]] = step[1]
     for device in (d for d in problem.devices if d.name not in chosen):
         spare = max(
             options[device.device_type],
@@ -63,6 +61,8 @@ def greedy_assignment(problem: Problem) -> dict[str, VariantKey | None]:
         )
         if spare is not None:
             chosen[device.name] = spare
+    while (step := _best_upgrade(problem, chosen, options)) is not None:
+        chosen[step[0]] = step[1]
     return {d.name: chosen[d.name].key if d.name in chosen else None for d in problem.devices}
 
 

@@ -26,10 +26,15 @@ Normalising by R_f makes every family count equally, not by volume: a family at 
 moves to a better variant gains as much as one at 1000 rps. Both scores are `Objective`.
 
 Each stage gets what is left of `time_limit_s` and stops at `mip_rel_gap`. Stage 1 is
-warm-started from `Problem.current` (a feasible point: keep every device, fill by accuracy),
-stage 2 from the stage-1 incumbent. If HiGHS ends a stage with no incumbent or raises, the
-greedy planner answers (status "greedy_fallback"); a stage 2 that finds nothing keeps the
-stage-1 answer (status "time_limit").
+warm-started from `Problem.current` (keep every device, fill by accuracy), or from the greedy
+plan when nothing runs yet, so it starts with an incumbent at least as good; stage 2 starts
+from the stage-1 incumbent. If stage 1 ends with no incumbent or HiGHS raises, the greedy
+planner answers (status "greedy_fallback"); a stage 2 that finds nothing keeps the stage-1
+answer (status "time_limit").
+
+The answer keeps only the integer part n: y is re-derived from n by the closed-form fill
+(most accurate first, up to T_f), optimal for fixed n and free of solver tolerances (HiGHS
+may stop with y a hair below it, e.g. at the served floor).
 
 Types to devices: each device keeps its current variant while the new count of that variant
 on its type allows (so device swaps equal sum r), the others take the remaining counts, and
@@ -39,14 +44,15 @@ y[t,v] is split evenly over the devices of type t running v.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import highspy
 import numpy as np
 
 from rheostat.clock import Stopwatch, monotonic_s
-from rheostat.planning.greedy import GreedyPlanner
+from rheostat.planning.greedy import GreedyPlanner, greedy_assignment
 from rheostat.planning.problem import (
     RATE_EPS_RPS,
     Allocation,
@@ -57,7 +63,11 @@ from rheostat.planning.problem import (
     served_floor,
 )
 
-__all__ = ["MilpPlanner"]
+__all__ = ["MIP_ABS_GAP", "MilpPlanner"]
+
+MIP_ABS_GAP = 1e-9
+"""Absolute gap, small so that `Problem.mip_rel_gap` alone decides when HiGHS stops: its
+default (1e-6) would dominate a small relative gap on stage 2, whose score is O(families)."""
 
 _STATUS = {
     highspy.HighsModelStatus.kOptimal: "optimal",
@@ -112,10 +122,19 @@ class _Layout:
 
 def _layout(problem: Problem) -> _Layout:
     pairs = tuple((t, o) for t in problem.device_counts() for o in problem.options(t))
+    families = tuple(d.family for d in problem.demand)
+    return _Layout(pairs, families, _counts(problem, pairs, problem.current))
+
+
+def _counts(
+    problem: Problem,
+    pairs: Sequence[tuple[str, Option]],
+    assignment: Mapping[str, VariantKey | None],
+) -> tuple[int, ...]:
+    """Devices of each (type, option) pair running it in `assignment`."""
     types = {d.name: d.device_type for d in problem.devices}
-    now = [(types[d], key) for d, key in problem.current.items()]
-    current = tuple(now.count((t, o.key)) for t, o in pairs)
-    return _Layout(pairs, tuple(d.family for d in problem.demand), current)
+    running = Counter((types[d], key) for d, key in assignment.items() if key is not None)
+    return tuple(running[(t, o.key)] for t, o in pairs)
 
 
 def _solve(problem: Problem) -> Allocation:
@@ -135,9 +154,8 @@ def _run_stages(problem: Problem, layout: _Layout) -> tuple[list[float], str] | 
     """Stage 1 then stage 2 on one model; None when stage 1 ends without an incumbent."""
     deadline_s = monotonic_s() + problem.time_limit_s
     highs = _model(problem, layout)
-    start = _warm_start(problem, layout)
-    if start is not None:
-        _set_start(highs, start)
+    start = problem.current or greedy_assignment(problem)
+    _set_start(highs, _warm_start(problem, layout, _counts(problem, layout.pairs, start)))
     first = _run(highs, deadline_s)
     if first is None:
         return None
@@ -159,6 +177,7 @@ def _model(problem: Problem, layout: _Layout) -> highspy.Highs:
     highs = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy leaves __init__ untyped
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("mip_rel_gap", problem.mip_rel_gap)
+    highs.setOptionValue("mip_abs_gap", MIP_ABS_GAP)
     lower, upper = _bounds(problem, layout)
     highs.addVars(layout.num_cols, lower, upper)
     integer = np.full(layout.size, highspy.HighsVarType.kInteger.value, dtype=np.uint8)
@@ -238,19 +257,28 @@ def _add_rows(highs: highspy.Highs, rows: Sequence[Row]) -> None:
     highs.addRows(len(rows), lower, upper, len(index), starts, index, value)
 
 
-def _warm_start(problem: Problem, layout: _Layout) -> list[float] | None:
-    """The current assignment as a feasible point: n = c, r = 0, y filled by accuracy."""
-    if not any(layout.current):
-        return None
-    cols = [0.0] * layout.num_cols
-    for k, c in enumerate(layout.current):
-        cols[layout.n(k)] = float(c)
-    for i, f in enumerate(layout.families):
+def _fill(problem: Problem, layout: _Layout, counts: Sequence[int]) -> list[float]:
+    """The best y for fixed n: each family's target poured into its pairs, most accurate
+    first (optimal for both scores, as in `allocation_from_assignment`)."""
+    ys = [0.0] * layout.size
+    for f in layout.families:
         left = problem.target_rps(f)
         for k in sorted(layout.of_family(f), key=lambda k: -layout.pairs[k][1].accuracy):
-            cols[layout.y(k)] = min(layout.pairs[k][1].capacity.rps * layout.current[k], left)
-            left -= cols[layout.y(k)]
-        served = sum(cols[layout.y(k)] for k in layout.of_family(f))
+            ys[k] = min(layout.pairs[k][1].capacity.rps * counts[k], left)
+            left -= ys[k]
+    return ys
+
+
+def _warm_start(problem: Problem, layout: _Layout, counts: Sequence[int]) -> list[float]:
+    """The feasible point running `counts` with the best y for them."""
+    cols = [0.0] * layout.num_cols
+    ys = _fill(problem, layout, counts)
+    for k, n in enumerate(counts):
+        cols[layout.n(k)] = float(n)
+        cols[layout.y(k)] = ys[k]
+        cols[layout.r(k)] = float(max(layout.current[k] - n, 0))
+    for i, f in enumerate(layout.families):
+        served = sum(ys[k] for k in layout.of_family(f))
         cols[layout.u(i)] = min(served, problem.demand_of(f).rate_rps)
     return cols
 
@@ -281,7 +309,7 @@ def _allocation(
     problem: Problem, layout: _Layout, values: Sequence[float], status: str
 ) -> Allocation:
     counts = [round(values[layout.n(k)]) for k in range(layout.size)]
-    served = _clean_served(problem, layout, values, counts)
+    served = _fill(problem, layout, counts)
     assignment = _place(problem, layout, counts)
     split: dict[str, dict[str, float]] = {f: {} for f in layout.families}
     for k, (t, o) in enumerate(layout.pairs):
@@ -291,24 +319,6 @@ def _allocation(
         for device in hosts:  # hosts <= counts[k]: each share stays within capacity
             split[o.family][device] = served[k] / counts[k]
     return finish_allocation(problem, assignment, split, 0.0, status)
-
-
-def _clean_served(
-    problem: Problem, layout: _Layout, values: Sequence[float], counts: Sequence[int]
-) -> list[float]:
-    """y within solver tolerance of feasible, made exactly feasible for the rounded n."""
-    ys = [
-        min(max(values[layout.y(k)], 0.0), o.capacity.rps * counts[k])
-        for k, (_, o) in enumerate(layout.pairs)
-    ]
-    for f in layout.families:
-        mine = layout.of_family(f)
-        total = sum(ys[k] for k in mine)
-        target = problem.target_rps(f)
-        if total > target:
-            for k in mine:
-                ys[k] *= target / total
-    return ys
 
 
 def _place(
