@@ -49,6 +49,10 @@ def serve(
         int, typer.Option(help="Largest request body in bytes (413 above it).")
     ] = 64 * 2**20,
     log_level: Annotated[str, typer.Option(help="uvicorn/rheostat log level.")] = "warning",
+    planner: Annotated[
+        str,
+        typer.Option(help="Re-plan live with this planner: milp, greedy, or none (static)."),
+    ] = "none",
 ) -> None:
     """Serve a model repository over the Open Inference Protocol (HTTP)."""
     import uvicorn
@@ -83,7 +87,16 @@ def serve(
         if message == "ready":
             console.print(f"rheostat: serving on http://{config.host}:{port}/v2", highlight=False)
 
-    server_app = create_app(engine, progress=progress)
+    control = None
+    if planner != "none":
+        from rheostat.control.live import LiveControl
+        from rheostat.planning import PlannerName
+
+        if planner not in {p.value for p in PlannerName} - {"exhaustive"}:
+            console.print(f"[red]error:[/red] --planner {planner!r}: expected milp, greedy or none")
+            raise typer.Exit(2)
+        control = LiveControl(engine, PlannerName(planner))
+    server_app = create_app(engine, progress=progress, control=control)
     server = uvicorn.Server(
         uvicorn.Config(
             server_app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from rheostat.backends.onnx import LoadSpec
 from rheostat.batching import make_policy
@@ -35,9 +36,15 @@ from rheostat.routing import Constraints, Router
 from rheostat.stats import StatsBook
 from rheostat.workers.handle import WorkerHandle
 
-__all__ = ["Engine", "EngineState", "InferOutcome", "RequestOptions"]
+__all__ = ["Engine", "EngineState", "InferOutcome", "RequestObserver", "RequestOptions"]
 
 Progress = Callable[[str], None]
+
+
+class RequestObserver(Protocol):
+    def arrived(self, family: str, num_items: int, now_s: float) -> None: ...
+
+    def answered(self, family: str, num_items: int, late: bool) -> None: ...
 
 
 class EngineState(StrEnum):
@@ -88,6 +95,7 @@ class Engine:
         self.profiles: dict[Replica, LatencyProfile] = {}
         self.loaded_versions: dict[str, int] = {}  # family.variant -> version
         self.stats = StatsBook()
+        self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
 
     def _accuracies(self) -> dict[str, float]:
         return {
@@ -200,6 +208,20 @@ class Engine:
             await self._load_replica(replica, lambda message: None)
         self._set_plan(self.plan.replicas | added)
 
+    def set_split(self, split: dict[str, dict[Replica, float]]) -> None:
+        """Switch families' traffic to a new split over loaded replicas (others keep theirs).
+
+        Every variant stays loaded on every device it may run on, so a switch takes effect
+        at once and requests already queued finish where they are: nothing is dropped.
+        """
+        merged = {f: dict(w) for f, w in self.plan.split.items()}
+        for family, weights in split.items():
+            present = {r: w for r, w in weights.items() if r in self.plan.replicas and w > 0}
+            if present:
+                merged[family] = present
+        self.plan = Plan(self.plan.replicas, merged)
+        self.router.set_plan(self.plan)
+
     def _set_plan(self, replicas: frozenset[Replica]) -> None:
         wanted = default_plan(self.repository, self.config.devices)
         split = {}
@@ -230,10 +252,18 @@ class Engine:
             family.config.default_timeout_s if options.timeout_s is None else options.timeout_s
         )
         deadline = now + timeout
+        for observer in self.observers:
+            observer.arrived(family.name, len(payloads), now)
         constraints = Constraints(variant=variant, min_accuracy=options.min_accuracy)
         candidates = self._candidates(family, constraints, now, deadline)
         futures = await self._admit(family, candidates, payloads, options, now, deadline)
         outcomes: list[Outcome] = list(await asyncio.gather(*futures))
+        late = any(
+            isinstance(o, DeadlineError) or (isinstance(o, ItemResult) and o.finished_s > deadline)
+            for o in outcomes
+        )
+        for observer in self.observers:
+            observer.answered(family.name, len(payloads), late)
         for outcome in outcomes:
             if isinstance(outcome, RequestError):
                 self.stats.record_failure(candidates[0].key, self.clock.now() - now)

@@ -84,7 +84,7 @@ def assert_feasible(problem: Problem, allocation: Allocation) -> None:
     allocation.to_plan()
 
 
-@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_milp_is_feasible_and_lexicographically_optimal(problem: Problem) -> None:
     milp = MilpPlanner().solve(problem)
@@ -95,7 +95,7 @@ def test_milp_is_feasible_and_lexicographically_optimal(problem: Problem) -> Non
     assert mine.accuracy == pytest.approx(best.accuracy, rel=1e-6, abs=1e-6)
 
 
-@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_greedy_is_feasible_and_never_beats_the_milp(problem: Problem) -> None:
     greedy = GreedyPlanner().solve(problem)

@@ -26,6 +26,7 @@ from starlette.routing import Route
 import rheostat
 from rheostat.api import dataplane
 from rheostat.api.codec import HEADER_LENGTH_HEADER, decode_infer_request, encode_infer_response
+from rheostat.control.live import LiveControl
 from rheostat.engine import Engine, EngineState
 from rheostat.errors import (
     InvalidRequestError,
@@ -70,8 +71,18 @@ def _guard(handler: Handler) -> Handler:
 
 
 class OipApi:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, control: LiveControl | None = None) -> None:
         self.engine = engine
+        self.control = control
+
+    async def plan(self, request: Request) -> Response:
+        """rheostat's own: the current plan (split per family) and the controller's log."""
+        split = {
+            family: {f"{r.key}@{r.device}": w for r, w in weights.items()}
+            for family, weights in self.engine.plan.split.items()
+        }
+        control = self.control.status() if self.control is not None else None
+        return _json({"split": split, "control": control})
 
     # -- health and metadata ----------------------------------------------------------------
     async def live(self, request: Request) -> Response:
@@ -238,6 +249,7 @@ def _routes(api: OipApi) -> list[Route]:
         ("/v2", api.server_metadata, "GET"),
         ("/v2/models/stats", api.statistics, "GET"),
         ("/v2/repository/index", api.repository_index, "POST"),
+        ("/rheostat/plan", api.plan, "GET"),
         ("/v2/repository/models/{model}/load", api.repository_load, "POST"),
         ("/v2/repository/models/{model}/unload", api.repository_unload, "POST"),
     ]
@@ -268,24 +280,32 @@ def create_app(
     *,
     manage_engine: bool = True,
     progress: Callable[[str], None] | None = None,
+    control: LiveControl | None = None,
 ) -> Starlette:
     """The ASGI app; with `manage_engine` it starts and stops the engine with the server."""
+
+    async def boot() -> None:
+        await engine.start(progress)
+        if control is not None:
+            control.start()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Load in the background: health/live answers at once, ready turns 200 when loaded.
-        task = asyncio.create_task(engine.start(progress)) if manage_engine else None
+        task = asyncio.create_task(boot()) if manage_engine else None
         if task is not None:
             task.add_done_callback(_report_failure)
         try:
             yield
         finally:
+            if control is not None:
+                control.stop()
             if task is not None:
                 task.cancel()
                 await engine.stop()
 
     return Starlette(
-        routes=_routes(OipApi(engine)),
+        routes=_routes(OipApi(engine, control)),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )

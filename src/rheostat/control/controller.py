@@ -21,8 +21,8 @@ from rheostat.control.demand import DemandEstimator
 from rheostat.planning import Allocation, Problem
 
 __all__ = [
-    "ControllerConfig",
     "Controller",
+    "ControllerConfig",
     "Decision",
     "SolveRunner",
     "VirtualSolveRunner",

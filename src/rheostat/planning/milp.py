@@ -318,7 +318,7 @@ def _allocation(
         ]
         for device in hosts:  # hosts <= counts[k]: each share stays within capacity
             split[o.family][device] = served[k] / counts[k]
-    return finish_allocation(problem, assignment, split, 0.0, status)
+    return finish_allocation(problem, assignment, split, status)
 
 
 def _place(

@@ -272,7 +272,7 @@ class Allocation:
 
     assignment: Mapping[str, VariantKey | None]  # device -> (family, variant), None: idle
     split: Mapping[str, Mapping[str, float]]  # family -> device -> rps routed there
-    batch_cap: Mapping[str, int]  # assigned device -> largest batch meeting the SLO budget
+    batch_cap: Mapping[str, int]  # assigned device -> batch of its capacity (fits the budget)
     served_rps: Mapping[str, float]  # family -> planned served rate (<= rate*(1+headroom))
     effective_accuracy: Mapping[str, float]  # family -> rps-weighted accuracy (0 if none)
     solve_time_s: float
@@ -280,9 +280,15 @@ class Allocation:
 
     def __post_init__(self) -> None:
         for family, routes in self.split.items():
-            bad = {d: r for d, r in routes.items() if r < 0 or self.assignment.get(d) is None}
+            bad = {d: r for d, r in routes.items() if r < 0 or self._family_on(d) != family}
             if bad:
-                raise ValueError(f"split of {family!r} routes {bad} to idle devices or < 0")
+                raise ValueError(
+                    f"split of {family!r} routes {bad} to other families' devices or < 0"
+                )
+
+    def _family_on(self, device: str) -> str | None:
+        key = self.assignment.get(device)
+        return None if key is None else key[0]
 
     def to_plan(self) -> Plan:
         """Replicas = assigned devices; split weights = planned rps. A family planned no
@@ -343,7 +349,7 @@ def allocation_from_assignment(
         for _, device in mine:
             routes[device] = min(options[device].capacity.rps, left)
             left -= routes[device]
-    return _finish(problem, assignment, split, options, 0.0, status)
+    return _finish(problem, assignment, split, options, status)
 
 
 def _device_options(
@@ -366,10 +372,10 @@ def _finish(
     assignment: Mapping[str, VariantKey | None],
     split: Mapping[str, Mapping[str, float]],
     options: Mapping[str, Option],
-    solve_time_s: float,
     status: str,
 ) -> Allocation:
-    """Assemble an Allocation: served rates, effective accuracies and batch caps."""
+    """Assemble an Allocation: served rates, effective accuracies and batch caps. The
+    planner sets `solve_time_s` once it has measured it."""
     served = {f: sum(r.values()) for f, r in split.items()}
     accuracy = {
         f: sum(rps * options[d].accuracy for d, rps in r.items()) / served[f] if served[f] else 0.0
@@ -377,16 +383,15 @@ def _finish(
     }
     full = {d.name: assignment.get(d.name) for d in problem.devices}
     caps = {d: o.capacity.batch_size for d, o in options.items()}
-    return Allocation(full, split, caps, served, accuracy, solve_time_s, status)
+    return Allocation(full, split, caps, served, accuracy, 0.0, status)
 
 
 def finish_allocation(
     problem: Problem,
     assignment: Mapping[str, VariantKey | None],
     split: Mapping[str, Mapping[str, float]],
-    solve_time_s: float,
     status: str,
 ) -> Allocation:
     """An Allocation from an assignment and a split computed elsewhere (the MILP)."""
     options = _device_options(problem, assignment)
-    return _finish(problem, assignment, split, options, solve_time_s, status)
+    return _finish(problem, assignment, split, options, status)

@@ -1,0 +1,155 @@
+"""The control plane wired to the live engine.
+
+`LiveControl` observes every request (demand per family, late answers), builds a planning
+`Problem` from what the engine measured (each replica's latency profile on its device) and
+applies the planner's `Allocation` as the engine's traffic split. Solves run in a thread, so
+the server keeps serving on the old plan while HiGHS works.
+
+The profiles the engine keeps are medians measured at load time and corrected online; the
+planner wants tail latency, so they are scaled by `TAIL_FACTOR` (a measured p99 profile from
+`rheostat profile` can replace this estimate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rheostat.control.controller import Controller, ControllerConfig
+from rheostat.control.demand import DemandEstimator
+from rheostat.engine import Engine
+from rheostat.plan import Replica
+from rheostat.planning import (
+    Allocation,
+    DeviceSpec,
+    FamilyDemand,
+    PlannerName,
+    Problem,
+    VariantSpec,
+    make_planner,
+)
+
+__all__ = ["TAIL_FACTOR", "LiveControl", "ThreadSolveRunner"]
+
+TAIL_FACTOR = 1.25
+"""Tail (p99) over median batch latency assumed when only medians are known."""
+
+
+class ThreadSolveRunner:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def submit(
+        self, solve: Callable[[], Allocation], on_done: Callable[[Allocation], None]
+    ) -> None:
+        future = self.loop.run_in_executor(None, solve)
+        future.add_done_callback(lambda f: None if f.cancelled() else on_done(f.result()))
+
+
+def device_type(engine: Engine, device: str) -> str:
+    spec = next(d for d in engine.config.devices if d.name == device)
+    return f"{spec.kind.value}x{spec.num_threads}"
+
+
+class LiveControl:
+    def __init__(
+        self,
+        engine: Engine,
+        planner: PlannerName = PlannerName.MILP,
+        config: ControllerConfig | None = None,
+    ) -> None:
+        self.engine = engine
+        self.planner = make_planner(planner)
+        self.estimator = DemandEstimator()
+        self.config = config or ControllerConfig()
+        self.current: dict[str, tuple[str, str] | None] = {}
+        self._answered = 0
+        self._late = 0
+        self.controller: Controller | None = None
+
+    # -- RequestObserver --------------------------------------------------------------------
+    def arrived(self, family: str, num_items: int, now_s: float) -> None:
+        self.estimator.record(family, now_s, num_items)
+
+    def answered(self, family: str, num_items: int, late: bool) -> None:
+        self._answered += num_items
+        self._late += num_items if late else 0
+
+    def _violation_ratio(self) -> float:
+        ratio = self._late / self._answered if self._answered else 0.0
+        self._answered = self._late = 0
+        return ratio
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.engine.observers.append(self)
+        self.controller = Controller(
+            clock=self.engine.clock,
+            estimator=self.estimator,
+            build_problem=self.build_problem,
+            solve=self.planner.solve,
+            apply=self.apply,
+            runner=ThreadSolveRunner(self.engine.clock.loop),
+            config=self.config,
+            violations=self._violation_ratio,
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+
+    # -- problem and plan -------------------------------------------------------------------
+    def build_problem(self, rates: Mapping[str, float]) -> Problem:
+        engine = self.engine
+        devices = tuple(
+            DeviceSpec(d.name, device_type(engine, d.name)) for d in engine.config.devices
+        )
+        latency: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+        for replica, profile in engine.profiles.items():
+            points = {b: s * TAIL_FACTOR for b, s in profile.points_s.items()}
+            per_type = latency.setdefault((replica.family, replica.variant), {})
+            per_type.setdefault(device_type(engine, replica.device), points)
+        families = engine.repository.families
+        variants = tuple(
+            VariantSpec(family, name, families[family].config.variants[name].accuracy, points)
+            for (family, name), points in sorted(latency.items())
+        )
+        planned = {v.family for v in variants}
+        demand = tuple(
+            FamilyDemand(family, rate, families[family].config.slo_ms / 1e3)
+            for family, rate in sorted(rates.items())
+            if family in planned
+        )
+        current = {d: k for d, k in self.current.items() if k is not None}
+        return Problem(devices, variants, demand, current=current)
+
+    def apply(self, allocation: Allocation) -> None:
+        self.current = dict(allocation.assignment)
+        split: dict[str, dict[Replica, float]] = {}
+        for device, key in allocation.assignment.items():
+            if key is None:
+                continue
+            family, variant = key
+            rps = allocation.split.get(family, {}).get(device, 0.0)
+            split.setdefault(family, {})[Replica(family, variant, device)] = max(rps, 1e-3)
+        self.engine.set_split(split)
+
+    def status(self) -> dict[str, Any]:
+        """The current assignment and the controller's recent decisions (for the API)."""
+        events = self.controller.log[-20:] if self.controller else []
+        return {
+            "planner": type(self.planner).__name__,
+            "assignment": {d: ".".join(k) if k else None for d, k in self.current.items()},
+            "events": [
+                {
+                    "time_s": e.time_s,
+                    "reason": e.reason,
+                    "rates_rps": e.rates_rps,
+                    "solve_time_s": e.allocation.solve_time_s if e.allocation else None,
+                    "status": e.allocation.status if e.allocation else "solving",
+                }
+                for e in events
+            ],
+        }
