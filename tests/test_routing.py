@@ -54,3 +54,11 @@ def test_default_plan_loads_everything_and_splits_to_the_best(tmp_path: Path) ->
     }
     gpu_only = default_plan(repo, [Device("g0", DeviceKind.GPU, gpu_index=0)])
     assert gpu_only.replicas == frozenset()  # toy's instance_group is KIND_CPU
+
+
+def test_degrade_ladder_follows_the_split() -> None:
+    c0 = Replica("f", "c", "d0")
+    router = Router(Plan(frozenset({A0, A1, B0, c0}), {"f": {A0: 1.0}}), {**ACCURACY, "f.c": 0.8})
+    # planned a@d0, then a elsewhere, then cheaper variants by accuracy: c (0.8), b (0.7)
+    assert router.candidates("f") == [A0, A1, c0, B0]
+    assert router.candidates("f", Constraints(min_accuracy=0.75)) == [A0, A1, c0]

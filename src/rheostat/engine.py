@@ -319,12 +319,27 @@ class Engine:
         now: float,
         deadline: float,
     ) -> list[asyncio.Future[Outcome]]:
-        """Queue every item on the first replica with room for all of them."""
+        """Queue every item on the first replica with room that should meet the deadline.
+
+        Candidates come in the router's order (the plan's split, then the degrade ladder).
+        When none is expected to finish in time the request is shed with 429 and a
+        Retry-After, rather than queued to miss its deadline.
+        """
         last: RequestError | None = None
         for replica in candidates:
+            runner = self.runners[replica.device]
+            queue = runner.replicas.get(replica.key)
+            if queue is not None and runner.expected_finish_s(replica.key) > deadline:
+                last = QueueFullError(
+                    f"no variant of {family.name} can meet the deadline of "
+                    f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
+                    f"{[c.key for c in candidates]}",
+                    retry_after_s=max(1.0, float(int(queue.backlog_s()) + 1)),
+                )
+                continue
             futures, items = self._work(replica, payloads, options, now, deadline)
             try:
-                self.runners[replica.device].submit(replica.key, *items)
+                runner.submit(replica.key, *items)
             except (QueueFullError, NotReadyError) as exc:
                 last = exc
                 continue

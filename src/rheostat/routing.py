@@ -66,9 +66,15 @@ class Router:
         if not ordered:
             others.sort(key=lambda r: (self.accuracy.get(r.key, 0.0), r))
             return others
-        return ordered + sorted(
-            (r for r in others if r.variant in {o.variant for o in ordered}), key=lambda r: r
+        planned = {o.variant for o in ordered}
+        same = sorted(r for r in others if r.variant in planned)
+        floor = min(self.accuracy.get(o.key, 0.0) for o in ordered)
+        # the degrade ladder: cheaper variants, the most accurate first
+        cheaper = sorted(
+            (r for r in others if self.accuracy.get(r.key, 0.0) < floor),
+            key=lambda r: (-self.accuracy.get(r.key, 0.0), r),
         )
+        return ordered + same + cheaper
 
     def best_variant(self, family: str) -> tuple[str, float] | None:
         scores = [(self.accuracy.get(r.key, 0.0), r.variant) for r in self.plan.of_family(family)]

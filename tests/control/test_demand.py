@@ -39,3 +39,12 @@ def test_silence_decays_the_estimate() -> None:
 def test_bad_settings_are_named() -> None:
     with pytest.raises(ValueError, match="burst_factor=1"):
         DemandEstimator(burst_factor=1)
+
+
+def test_rises_are_followed_faster_than_falls() -> None:
+    est = DemandEstimator(alpha=0.25, alpha_up=0.75, burst_factor=10)
+    feed(est, "f", 10, 0.0, 2)
+    feed(est, "f", 14, 2.0, 1)
+    assert est.rates(3.0)["f"] == pytest.approx(13.0)
+    feed(est, "f", 10, 3.0, 1)
+    assert est.rates(4.0)["f"] == pytest.approx(12.25)

@@ -1,8 +1,8 @@
 """Demand estimation per family: an EWMA over 1-s bins with burst detection.
 
 Pure state machine: the caller passes `now`. Arrivals are counted in bins of `bin_s`; each
-completed bin folds into an exponentially weighted average (`alpha` per bin; empty bins
-count, so the estimate decays when traffic stops). A *burst* is a completed bin whose rate
+completed bin folds into an exponentially weighted average, faster on the way up
+(`alpha_up`) than down (`alpha`): empty bins count, so the estimate decays when traffic stops. A *burst* is a completed bin whose rate
 exceeds `burst_factor` times the average: the estimate then jumps to that bin's rate at once
 instead of creeping up, because under-estimating a rising load costs SLOs while
 over-estimating it only costs some accuracy for a few seconds.
@@ -26,14 +26,22 @@ class _Family:
 
 
 class DemandEstimator:
-    def __init__(self, bin_s: float = 1.0, alpha: float = 0.3, burst_factor: float = 1.5) -> None:
-        if bin_s <= 0 or not 0 < alpha <= 1 or burst_factor <= 1:
+    def __init__(
+        self,
+        bin_s: float = 1.0,
+        alpha: float = 0.3,
+        burst_factor: float = 1.5,
+        alpha_up: float | None = None,
+    ) -> None:
+        alpha_up = alpha if alpha_up is None else alpha_up
+        if bin_s <= 0 or not 0 < alpha <= 1 or not 0 < alpha_up <= 1 or burst_factor <= 1:
             raise ValueError(
-                f"bin_s={bin_s} must be > 0, alpha={alpha} in (0, 1], burst_factor="
-                f"{burst_factor} > 1"
+                f"bin_s={bin_s} must be > 0, alpha={alpha} and alpha_up={alpha_up} in (0, 1], "
+                f"burst_factor={burst_factor} > 1"
             )
         self.bin_s = bin_s
         self.alpha = alpha
+        self.alpha_up = alpha_up
         self.burst_factor = burst_factor
         self._families: dict[str, _Family] = {}
 
@@ -64,7 +72,8 @@ class DemandEstimator:
         elif rate > self.burst_factor * state.ewma_rps:
             state.ewma_rps = rate  # burst: follow at once
         else:
-            state.ewma_rps += self.alpha * (rate - state.ewma_rps)
+            alpha = self.alpha_up if rate > state.ewma_rps else self.alpha
+            state.ewma_rps += alpha * (rate - state.ewma_rps)
         state.last_bin_rps = rate
         state.seen_bins += 1
         state.count = 0

@@ -30,10 +30,15 @@ from rheostat.planning import (
     make_planner,
 )
 
-__all__ = ["TAIL_FACTOR", "LiveControl", "ThreadSolveRunner"]
+__all__ = ["HEADROOM", "TAIL_FACTOR", "LiveControl", "ThreadSolveRunner"]
 
-TAIL_FACTOR = 1.25
+TAIL_FACTOR = 1.5
 """Tail (p99) over median batch latency assumed when only medians are known."""
+
+HEADROOM = 0.25
+"""Capacity planned above the estimated rate: rates are estimates, and on a small machine
+the HTTP front end and the clients share the devices' cores, which the profiles (taken on
+idle cores) do not see."""
 
 
 class ThreadSolveRunner:
@@ -61,7 +66,8 @@ class LiveControl:
     ) -> None:
         self.engine = engine
         self.planner = make_planner(planner)
-        self.estimator = DemandEstimator()
+        # follow rises fast (missed SLOs) and falls slowly (a few seconds of lower accuracy)
+        self.estimator = DemandEstimator(alpha=0.3, alpha_up=0.8, burst_factor=1.3)
         self.config = config or ControllerConfig()
         self.current: dict[str, tuple[str, str] | None] = {}
         self._answered = 0
@@ -123,7 +129,7 @@ class LiveControl:
             if family in planned
         )
         current = {d: k for d, k in self.current.items() if k is not None}
-        return Problem(devices, variants, demand, current=current)
+        return Problem(devices, variants, demand, current=current, headroom=HEADROOM)
 
     def apply(self, allocation: Allocation) -> None:
         self.current = dict(allocation.assignment)
