@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import Server, start_server, stop_server
 
+from conftest import Server, start_server, stop_server
 from rheostat.api.codec import decode_infer_response, encode_infer_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
