@@ -3,9 +3,10 @@
 Pure state machine: the caller passes `now`. Arrivals are counted in bins of `bin_s`; each
 completed bin folds into an exponentially weighted average, faster on the way up
 (`alpha_up`) than down (`alpha`); empty bins count, so the estimate decays when traffic
-stops. A *burst* is a completed bin whose rate exceeds `burst_factor` times the average: the estimate then jumps to that bin's rate at once
-instead of creeping up, because under-estimating a rising load costs SLOs while
-over-estimating it only costs some accuracy for a few seconds.
+stops. A *burst* is a completed bin whose rate exceeds `burst_factor` times the average:
+the estimate then jumps to that bin's rate at once instead of creeping up, because
+under-estimating a rising load costs SLOs while over-estimating it only costs some accuracy
+for a few seconds.
 """
 
 from __future__ import annotations
