@@ -17,7 +17,7 @@ from rheostat.errors import ConfigError
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -104,6 +104,53 @@ def serve(
     )
     console.print(f"rheostat: listening on http://{config.host}:{port} (ready when loaded)")
     server.run(sockets=[sock])
+
+
+@app.command()
+def profile(
+    model_repository: Annotated[Path, typer.Option(help="Folder of model families.")] = Path(
+        "model_repository"
+    ),
+    device: Annotated[
+        list[str] | None, typer.Option(help="Device(s) to profile on, as for serve.")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Timed runs per batch size.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per batch size first.")] = 3,
+) -> None:
+    """Measure every variant on each device type; write profile.json into the repository."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from rheostat.profiler import run_profile
+    from rheostat.repository import load_repository
+
+    try:
+        devices = tuple(parse_device(d, i) for i, d in enumerate(device)) if device else None
+        repository = load_repository(model_repository)
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    devices = devices or default_devices()
+    types = {d.device_type for d in devices}
+    total = len(types) * sum(len(f.config.variants) for f in repository.families.values())
+    with Progress(console=console) as bar:
+        task = bar.add_task("profiling", total=total)
+        results = run_profile(
+            repository, devices, repeats, warmup,
+            lambda message, done: bar.update(task, completed=done, description=message),
+        )  # fmt: skip
+    for device_type, entries in results.items():
+        table = Table(title=f"{device_type} (ms; items/s)")
+        for column in ("variant", "batch", "p50", "p95", "p99", "items/s", "memory MiB"):
+            table.add_column(column)
+        for key, entry in entries.items():
+            for batch, d in entry["batch"].items():
+                table.add_row(
+                    key, batch, f"{d['p50_s'] * 1e3:.2f}", f"{d['p95_s'] * 1e3:.2f}",
+                    f"{d['p99_s'] * 1e3:.2f}", f"{d['throughput_rps']:.0f}",
+                    str(entry["memory_mb"]),
+                )  # fmt: skip
+        Console().print(table)
 
 
 @app.command("build-repository")

@@ -30,6 +30,7 @@ from rheostat.errors import (
     RequestError,
 )
 from rheostat.plan import Plan, Replica, default_plan
+from rheostat.profiler import read_profile
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family, Repository, load_family
 from rheostat.routing import Constraints, Router
@@ -93,6 +94,7 @@ class Engine:
         self.workers: dict[str, WorkerHandle] = {}
         self.runners: dict[str, DeviceRunner] = {}
         self.profiles: dict[Replica, LatencyProfile] = {}
+        self.tail_profiles: dict[Replica, dict[int, float]] = {}  # p99 from stored profiles
         self.loaded_versions: dict[str, int] = {}  # family.variant -> version
         self.stats = StatsBook()
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
@@ -141,8 +143,15 @@ class Engine:
         )
         worker = self.workers[replica.device]
         await worker.load(spec)
-        sizes = _profile_sizes(family.config.max_batch_size)
-        points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
+        device_type = self._device(replica.device).device_type
+        stored = read_profile(family, replica.variant, device_type)
+        if stored is not None:  # measured by `rheostat profile`
+            say(f"  {replica.key}: stored {device_type} profile")
+            points = {int(b): d["p50_s"] for b, d in stored["batch"].items()}
+            self.tail_profiles[replica] = {int(b): d["p99_s"] for b, d in stored["batch"].items()}
+        else:
+            sizes = _profile_sizes(family.config.max_batch_size)
+            points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
         profile = LatencyProfile(points)
         self.profiles[replica] = profile
         self.loaded_versions[replica.key] = version
@@ -156,6 +165,9 @@ class Engine:
                 max_queue_size=batching.default_queue_policy.max_queue_size,
             )
         )
+
+    def _device(self, name: str) -> Device:
+        return next(d for d in self.config.devices if d.name == name)
 
     async def stop(self) -> None:
         self.state = EngineState.STOPPING

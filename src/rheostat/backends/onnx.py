@@ -115,17 +115,27 @@ class OnnxBackend:
 
     def profile(self, key: str, batch_sizes: Sequence[int], repeats: int) -> dict[int, float]:
         """Median seconds per batch size on synthetic input (after one warm-up run)."""
+        detail = self.profile_percentiles(key, batch_sizes, repeats, warmup=1)
+        return {b: d["p50_s"] for b, d in detail.items()}
+
+    def profile_percentiles(
+        self, key: str, batch_sizes: Sequence[int], repeats: int, warmup: int
+    ) -> dict[int, dict[str, float]]:
+        """p50/p95/p99 seconds and throughput per batch size, on random input."""
         loaded = self.loaded[key]
         dims = [d if d > 0 else 1 for d in loaded.spec.input.dims]
-        points = {}
+        rng = np.random.default_rng(0)
+        detail = {}
         for b in batch_sizes:
-            x = np.zeros([b, *dims], dtype=loaded.spec.input.numpy_dtype)
+            x = rng.uniform(-1, 1, [b, *dims]).astype(loaded.spec.input.numpy_dtype)
             feed = {loaded.spec.input.name: x}
-            loaded.session.run([loaded.spec.output_name], feed)
+            for _ in range(warmup):
+                loaded.session.run([loaded.spec.output_name], feed)
             times = []
             for _ in range(repeats):
                 with Stopwatch() as watch:
                     loaded.session.run([loaded.spec.output_name], feed)
                 times.append(watch.elapsed_s)
-            points[b] = float(np.median(times))
-        return points
+            p50, p95, p99 = (float(v) for v in np.percentile(times, [50, 95, 99]))
+            detail[b] = {"p50_s": p50, "p95_s": p95, "p99_s": p99, "throughput_rps": b / p50}
+        return detail

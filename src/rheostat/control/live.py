@@ -53,8 +53,7 @@ class ThreadSolveRunner:
 
 
 def device_type(engine: Engine, device: str) -> str:
-    spec = next(d for d in engine.config.devices if d.name == device)
-    return f"{spec.kind.value}x{spec.num_threads}"
+    return next(d for d in engine.config.devices if d.name == device).device_type
 
 
 class LiveControl:
@@ -114,7 +113,9 @@ class LiveControl:
         )
         latency: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
         for replica, profile in engine.profiles.items():
-            points = {b: s * TAIL_FACTOR for b, s in profile.points_s.items()}
+            points = engine.tail_profiles.get(replica) or {
+                b: s * TAIL_FACTOR for b, s in profile.points_s.items()
+            }
             per_type = latency.setdefault((replica.family, replica.variant), {})
             per_type.setdefault(device_type(engine, replica.device), points)
         families = engine.repository.families

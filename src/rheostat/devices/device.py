@@ -36,6 +36,13 @@ class Device:
     def num_threads(self) -> int:
         return max(len(self.cores), 1)
 
+    @property
+    def device_type(self) -> str:
+        """Devices of one type perform alike: profiles are stored and planned per type."""
+        if self.kind is DeviceKind.GPU:
+            return "cuda"
+        return f"cpu{self.num_threads}"
+
 
 def _cores(spec: str, text: str) -> tuple[int, ...]:
     cores: list[int] = []

@@ -29,7 +29,13 @@ def _profile(backend: OnnxBackend, args: Any) -> dict[int, float]:
     return backend.profile(key, sizes, repeats)
 
 
+def _percentiles(backend: OnnxBackend, args: Any) -> dict[int, dict[str, float]]:
+    key, sizes, repeats, warmup = args
+    return backend.profile_percentiles(key, sizes, repeats, warmup)
+
+
 _HANDLERS: dict[str, Callable[[OnnxBackend, Any], Any]] = {
+    "percentiles": _percentiles,
     "load": _load,
     "unload": lambda backend, key: backend.unload(key),
     "run": lambda backend, args: backend.run(*args),
