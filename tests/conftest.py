@@ -66,7 +66,9 @@ def toy_model(weights: np.ndarray, burn: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def build_toy_repository(root: Path, *, policy: str = "deadline_aware", queue: int = 64) -> Path:
+def build_toy_repository(
+    root: Path, *, policy: str = "deadline_aware", queue: int = 64, delay_us: int = 1000
+) -> Path:
     spec = TensorSpec("input", "TYPE_FP32", (4,))
     variants = {
         "fast": VariantConfig("fast", 0.80, "declared for tests", spec),
@@ -82,7 +84,7 @@ def build_toy_repository(root: Path, *, policy: str = "deadline_aware", queue: i
         labels=("a", "b", "c"),
         dynamic_batching=DynamicBatching(
             policy=policy,  # type: ignore[arg-type]
-            max_queue_delay_microseconds=1000,
+            max_queue_delay_microseconds=delay_us,
             default_queue_policy=QueuePolicy(max_queue_size=queue),
         ),
     )

@@ -53,19 +53,27 @@ def serve(
         str,
         typer.Option(help="Re-plan live with this planner: milp, greedy, or none (static)."),
     ] = "none",
+    apps: Annotated[
+        Path | None,
+        typer.Option(help="Per-app policies (YAML); default: apps.yaml in the repository."),
+    ] = None,
 ) -> None:
     """Serve a model repository over the Open Inference Protocol (HTTP)."""
     import uvicorn
 
     from rheostat.api.app import create_app
+    from rheostat.apps import load_apps
     from rheostat.engine import Engine
     from rheostat.repository import load_repository
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         devices = tuple(parse_device(d, i) for i, d in enumerate(device)) if device else None
+        apps_file = apps or model_repository / "apps.yaml"
+        policies = load_apps(apps_file) if apps is not None or apps_file.is_file() else {}
         config = ServerConfig(
             model_repository=model_repository,
+            apps=policies,
             http_port=http_port,
             host=http_address,
             devices=devices or default_devices(),

@@ -5,9 +5,11 @@ Environment variables are read only by the CLI; everything below is plain data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rheostat.apps import AppPolicy
 from rheostat.devices.device import Device, default_devices
 
 __all__ = ["ServerConfig"]
@@ -31,6 +33,8 @@ class ServerConfig:
     """Largest accepted image, in pixels (413 above it)."""
     profile_repeats: int = 3
     """Timed runs per batch size when profiling a variant at load time."""
+    apps: Mapping[str, AppPolicy] = field(default_factory=dict)
+    """Per-application policies, by the name requests give in their `app` parameter."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.http_port <= 65535:

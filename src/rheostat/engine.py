@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from rheostat.apps import queue_fill_limit
 from rheostat.backends.onnx import LoadSpec
 from rheostat.batching import make_policy
 from rheostat.clock import WallClock
 from rheostat.config import ServerConfig
+from rheostat.control.demand import DemandEstimator
 from rheostat.devices.device import Device
 from rheostat.devices.runner import DeviceRunner, ReplicaQueue
 from rheostat.devices.work import ItemResult, Outcome, Payload, WorkItem
@@ -61,6 +63,7 @@ class RequestOptions:
     priority: int = 0
     min_accuracy: float = 0.0
     app: str = ""
+    max_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Engine:
         self.loaded_versions: dict[str, int] = {}  # family.variant -> version
         self.stats = StatsBook()
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
+        self.app_demand = DemandEstimator(alpha=0.5)  # per family and per family/app
 
     def _accuracies(self) -> dict[str, float]:
         return {
@@ -338,10 +342,17 @@ class Engine:
         Retry-After, rather than queued to miss its deadline.
         """
         last: RequestError | None = None
-        for replica in candidates:
+        self._check_share(family, candidates, options, now)
+        fill = queue_fill_limit(options.priority)
+        for index, replica in enumerate(candidates):
             runner = self.runners[replica.device]
             queue = runner.replicas.get(replica.key)
-            if queue is not None and runner.expected_finish_s(replica.key) > deadline:
+            if queue is None:
+                continue
+            rung = index < len(candidates) - 1
+            if rung and len(queue.items) + len(payloads) > fill * queue.max_queue_size:
+                continue  # leave this queue to higher priorities: take the next rung
+            if runner.expected_finish_s(replica.key) > deadline:
                 last = QueueFullError(
                     f"no variant of {family.name} can meet the deadline of "
                     f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
@@ -359,6 +370,29 @@ class Engine:
         if isinstance(last, QueueFullError):
             self.stats.record_rejection(family.name)
         raise last or NotReadyError(f"no replica of {family.name} is accepting requests")
+
+    def _check_share(
+        self, family: Family, candidates: list[Replica], options: RequestOptions, now: float
+    ) -> None:
+        """Shed an app over its `max_share` of the family while the family is under pressure."""
+        if options.app:
+            self.app_demand.record(f"{family.name}/{options.app}", now)
+        self.app_demand.record(family.name, now)
+        if options.max_share >= 1.0 or not candidates:
+            return
+        first = self.runners[candidates[0].device].replicas.get(candidates[0].key)
+        if first is None or len(first.items) < 0.5 * first.max_queue_size:
+            return
+        rates = self.app_demand.rates(now)
+        share = rates.get(f"{family.name}/{options.app}", 0.0) / max(
+            rates.get(family.name, 0), 1e-9
+        )
+        if share > options.max_share:
+            raise QueueFullError(
+                f"app {options.app!r} takes {share:.0%} of {family.name}'s load, over its "
+                f"max_share of {options.max_share:.0%}, while {family.name} is under pressure",
+                retry_after_s=1.0,
+            )
 
     def _work(
         self,

@@ -162,7 +162,7 @@ class OipApi:
         )
         dataplane.check_outputs(family, decoded)
         payloads = dataplane.to_payloads(family, variant, decoded, limits.max_image_pixels)
-        options = dataplane.to_options(decoded)
+        options = dataplane.to_options(decoded, family, self.engine.config.apps)
         outcome = await self.engine.infer(family, variant, payloads, options)
         response = dataplane.build_response(name, family, decoded, outcome)
         binary = dataplane.binary_outputs(decoded, response)

@@ -10,6 +10,7 @@ what was expected.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rheostat.api.codec import InferRequest, InferResponse, InputTensor, OutputTensor
+from rheostat.apps import AppPolicy
 from rheostat.devices.work import Payload, PayloadKind
 from rheostat.engine import InferOutcome, RequestOptions
 from rheostat.errors import InvalidRequestError, PayloadTooLargeError
@@ -161,8 +163,12 @@ def _number(params: dict[str, Any], key: str, lo: float, hi: float) -> float | N
     return float(value)
 
 
-def to_options(request: InferRequest) -> RequestOptions:
+def to_options(
+    request: InferRequest, family: Family, apps: Mapping[str, AppPolicy] | None = None
+) -> RequestOptions:
+    """Request parameters over the app's policy (request values win)."""
     params = request.parameters
+    policy = _app_policy(params.get("app", ""), family, apps or {})
     priority = _number(params, "priority", 0, 2**31)
     if priority is not None and priority != int(priority):
         raise InvalidRequestError(f"parameter priority={params['priority']!r} must be an integer")
@@ -171,16 +177,35 @@ def to_options(request: InferRequest) -> RequestOptions:
         timeouts.append(timeout_us / 1e6)  # Triton: microseconds
     if (slo_ms := _number(params, "slo_ms", 1e-3, 3.6e6)) is not None:
         timeouts.append(slo_ms / 1e3)
+    elif policy is not None and policy.slo_ms is not None:
+        timeouts.append(policy.slo_ms / 1e3)
     min_accuracy = _number(params, "min_accuracy", 0.0, 1.0)
-    app = params.get("app", "")
-    if not isinstance(app, str):
-        raise InvalidRequestError(f"parameter app={app!r} must be a string")
+    if min_accuracy is None and policy is not None:
+        min_accuracy = policy.min_accuracy
+    if priority is None and policy is not None:
+        priority = policy.priority
     return RequestOptions(
         timeout_s=min(timeouts) if timeouts else None,
         priority=int(priority or 0),
         min_accuracy=min_accuracy or 0.0,
-        app=app,
+        app=policy.name if policy is not None else "",
+        max_share=policy.max_share if policy is not None else 1.0,
     )
+
+
+def _app_policy(app: object, family: Family, apps: Mapping[str, AppPolicy]) -> AppPolicy | None:
+    if not isinstance(app, str):
+        raise InvalidRequestError(f"parameter app={app!r} must be a string")
+    if not app:
+        return None
+    policy = apps.get(app)
+    if policy is None:
+        raise InvalidRequestError(f"unknown app {app!r}; known apps: {sorted(apps)}")
+    if policy.family is not None and policy.family != family.name:
+        raise InvalidRequestError(
+            f"app {app!r} may only use family {policy.family!r}, not {family.name!r}"
+        )
+    return policy
 
 
 def check_outputs(family: Family, request: InferRequest) -> None:

@@ -1,0 +1,81 @@
+"""Per-application policies: loading, defaults under request overrides, who degrades first."""
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Server, build_toy_repository
+from rheostat.apps import AppPolicy, load_apps, queue_fill_limit
+from rheostat.errors import ConfigError
+
+APPS = """
+apps:
+  strict: {slo_ms: 0.001}
+  careful: {min_accuracy: 0.85, priority: 1}
+  archive: {priority: 200}
+  images-only: {family: efficientnet_lite}
+"""
+
+
+def test_load_apps_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "apps.yaml"
+    path.write_text(APPS)
+    apps = load_apps(path)
+    assert apps["careful"] == AppPolicy("careful", min_accuracy=0.85, priority=1)
+    path.write_text("apps:\n  a: {slo: 5}\n")
+    with pytest.raises(ConfigError, match=r"apps\.yaml: apps\.a\.slo: unknown field"):
+        load_apps(path)
+    path.write_text("apps:\n  a: {max_share: 2}\n")
+    with pytest.raises(ConfigError, match=r"apps\.a: app 'a': max_share 2 not in \(0, 1\]"):
+        load_apps(path)
+    path.write_text("- not a mapping\n")
+    with pytest.raises(ConfigError, match="expected a mapping with an 'apps' mapping"):
+        load_apps(path)
+
+
+def test_lower_priorities_leave_more_of_the_queue() -> None:
+    assert [queue_fill_limit(p) for p in (1, 50, 0, 100, 101, 200)] == [1, 1, 0.75, 0.75, 0.5, 0.5]
+
+
+def body(**parameters: Any) -> dict[str, Any]:
+    return {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}],
+        "parameters": parameters,
+    }
+
+
+@pytest.mark.integration
+def test_app_policies_through_the_api(tmp_path: Path, serve: Callable[..., Server]) -> None:
+    repo = build_toy_repository(tmp_path, policy="max_delay", queue=8, delay_us=300_000)
+    (repo / "apps.yaml").write_text(APPS)
+    server = serve(repo)
+    url = f"{server.url}/v2/models/toy/infer"
+
+    def post(**parameters: Any) -> httpx.Response:
+        return httpx.post(url, json=body(**parameters), timeout=30)
+
+    strict = post(app="strict")
+    assert strict.status_code == 504 and "cannot be met" in strict.json()["error"]
+    assert post(app="strict", slo_ms=2000).status_code == 200  # the request overrides
+    unknown = post(app="nobody")
+    assert (
+        unknown.status_code == 400
+        and "known apps: ['archive', 'careful'" in unknown.json()["error"]
+    )
+    wrong = post(app="images-only")
+    assert (
+        wrong.status_code == 400 and "only use family 'efficientnet_lite'" in wrong.json()["error"]
+    )
+    # 6 requests at once, held 300 ms in the slow variant's queue of 8: the archive app
+    # (priority 200) may fill half of it and then degrades to the cheaper variant
+    with ThreadPoolExecutor(6) as pool:
+        low = list(pool.map(lambda _: post(app="archive"), range(6)))
+    variants = sorted(r.json()["parameters"]["variant"] for r in low)
+    assert variants == ["toy.fast"] * 2 + ["toy.slow"] * 4
+    with ThreadPoolExecutor(6) as pool:
+        high = list(pool.map(lambda _: post(app="careful"), range(6)))
+    assert all(r.json()["parameters"]["variant"] == "toy.slow" for r in high)
