@@ -18,6 +18,7 @@ apps:
   careful: {min_accuracy: 0.85, priority: 1}
   archive: {priority: 200}
   images-only: {family: efficientnet_lite}
+  bulk: {max_share: 0.3}
 """
 
 
@@ -79,3 +80,29 @@ def test_app_policies_through_the_api(tmp_path: Path, serve: Callable[..., Serve
     with ThreadPoolExecutor(6) as pool:
         high = list(pool.map(lambda _: post(app="careful"), range(6)))
     assert all(r.json()["parameters"]["variant"] == "toy.slow" for r in high)
+
+
+@pytest.mark.integration
+def test_share_cap_sheds_an_app_only_under_pressure(
+    tmp_path: Path, serve: Callable[..., Server]
+) -> None:
+    import time
+
+    repo = build_toy_repository(tmp_path, policy="max_delay", queue=8, delay_us=400_000)
+    (repo / "apps.yaml").write_text(APPS)
+    server = serve(repo)
+    url = f"{server.url}/v2/models/toy/infer"
+
+    def post(**parameters: Any) -> httpx.Response:
+        return httpx.post(url, json=body(**parameters), timeout=30)
+
+    start = time.monotonic()
+    assert post(app="bulk").status_code == 200  # no pressure: served, though 100% of load
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - start)))  # close the 1-s demand bin
+    with ThreadPoolExecutor(5) as pool:
+        held = [pool.submit(post, app="careful") for _ in range(5)]  # 5 of 8 queued
+        time.sleep(0.15)
+        shed = post(app="bulk")
+        assert all(f.result().status_code == 200 for f in held)
+    assert shed.status_code == 429, shed.text
+    assert "over its max_share of 30%" in shed.json()["error"]
