@@ -65,7 +65,7 @@ def test_app_policies_through_the_api(tmp_path: Path, serve: Callable[..., Serve
     unknown = post(app="nobody")
     assert (
         unknown.status_code == 400
-        and "known apps: ['archive', 'careful'" in unknown.json()["error"]
+        and "known apps: ['archive', 'bulk'" in unknown.json()["error"]
     )
     wrong = post(app="images-only")
     assert (
