@@ -64,8 +64,7 @@ def test_app_policies_through_the_api(tmp_path: Path, serve: Callable[..., Serve
     assert post(app="strict", slo_ms=2000).status_code == 200  # the request overrides
     unknown = post(app="nobody")
     assert (
-        unknown.status_code == 400
-        and "known apps: ['archive', 'bulk'" in unknown.json()["error"]
+        unknown.status_code == 400 and "known apps: ['archive', 'bulk'" in unknown.json()["error"]
     )
     wrong = post(app="images-only")
     assert (

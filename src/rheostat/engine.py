@@ -98,6 +98,9 @@ class Engine:
         self.runners: dict[str, DeviceRunner] = {}
         self.profiles: dict[Replica, LatencyProfile] = {}
         self.tail_profiles: dict[Replica, dict[int, float]] = {}  # p99 from stored profiles
+        # as measured at load: the planner's view (the live profiles follow the batches that
+        # run, and a variant the plan stopped using would keep whatever it last saw)
+        self.base_profiles: dict[Replica, dict[int, float]] = {}
         self.loaded_versions: dict[str, int] = {}  # family.variant -> version
         self.stats = StatsBook()
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
@@ -158,6 +161,7 @@ class Engine:
             points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
         profile = LatencyProfile(points)
         self.profiles[replica] = profile
+        self.base_profiles[replica] = dict(points)
         self.loaded_versions[replica.key] = version
         batching = family.config.dynamic_batching
         self.runners[replica.device].add_replica(

@@ -5,9 +5,11 @@
 applies the planner's `Allocation` as the engine's traffic split. Solves run in a thread, so
 the server keeps serving on the old plan while HiGHS works.
 
-The profiles the engine keeps are medians measured at load time and corrected online; the
-planner wants tail latency, so they are scaled by `TAIL_FACTOR` (a measured p99 profile from
-`rheostat profile` can replace this estimate).
+The planner sees each replica's latency as measured at load time, not the online-corrected
+profile the batch policy uses: that one only learns from batches that run, so a variant the
+plan dropped under contention would look slow for ever and never come back. Load-time
+profiles are medians and the planner wants tail latency, so they are scaled by
+`TAIL_FACTOR`; a measured p99 profile from `rheostat profile` replaces this estimate.
 """
 
 from __future__ import annotations
@@ -30,10 +32,16 @@ from rheostat.planning import (
     make_planner,
 )
 
-__all__ = ["HEADROOM", "TAIL_FACTOR", "LiveControl", "ThreadSolveRunner"]
+__all__ = ["HEADROOM", "SWAP_PENALTY", "TAIL_FACTOR", "LiveControl", "ThreadSolveRunner"]
 
 TAIL_FACTOR = 1.5
 """Tail (p99) over median batch latency assumed when only medians are known."""
+
+SWAP_PENALTY = 1e-4
+"""Every variant stays loaded, so changing a device's variant only changes the split: a
+token penalty that breaks ties toward the current plan without keeping a worse one (the
+accuracy of EfficientNet-Lite1 and -Lite2 differs by 0.008, less than the planner's default
+penalty of 0.01 per device)."""
 
 HEADROOM = 0.25
 """Capacity planned above the estimated rate: rates are estimates, and on a small machine
@@ -112,9 +120,9 @@ class LiveControl:
             DeviceSpec(d.name, device_type(engine, d.name)) for d in engine.config.devices
         )
         latency: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
-        for replica, profile in engine.profiles.items():
+        for replica, base in engine.base_profiles.items():
             points = engine.tail_profiles.get(replica) or {
-                b: s * TAIL_FACTOR for b, s in profile.points_s.items()
+                b: s * TAIL_FACTOR for b, s in base.items()
             }
             per_type = latency.setdefault((replica.family, replica.variant), {})
             per_type.setdefault(device_type(engine, replica.device), points)
@@ -130,7 +138,10 @@ class LiveControl:
             if family in planned
         )
         current = {d: k for d, k in self.current.items() if k is not None}
-        return Problem(devices, variants, demand, current=current, headroom=HEADROOM)
+        return Problem(
+            devices, variants, demand, current=current, headroom=HEADROOM,
+            swap_penalty=SWAP_PENALTY,
+        )  # fmt: skip
 
     def apply(self, allocation: Allocation) -> None:
         self.current = dict(allocation.assignment)
