@@ -103,7 +103,9 @@ def serve(
         if planner not in {p.value for p in PlannerName} - {"exhaustive"}:
             console.print(f"[red]error:[/red] --planner {planner!r}: expected milp, greedy or none")
             raise typer.Exit(2)
-        control = LiveControl(engine, PlannerName(planner))
+        control = LiveControl(
+            engine, PlannerName(planner), report=lambda line: console.print(line, highlight=False)
+        )
     server_app = create_app(engine, progress=progress, control=control)
     server = uvicorn.Server(
         uvicorn.Config(

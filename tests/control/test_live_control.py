@@ -92,3 +92,8 @@ def test_rising_then_falling_load_switches_variants_and_back(server: Server) -> 
     assert last and all(v == best for v in last), plan
     reasons = [e["reason"] for e in plan["control"]["events"]]
     assert any("moved" in r for r in reasons)
+    printed = [line for line in server.log if line.startswith("plan: ")]
+    assert any("lite2" not in line.split("(")[0] or line.count("lite2") < 2 for line in printed)
+    assert printed[-1].split(" (")[0] == (
+        "plan: cpu0 -> efficientnet_lite.lite2, cpu1 -> efficientnet_lite.lite2"
+    ), printed

@@ -70,8 +70,10 @@ class LiveControl:
         engine: Engine,
         planner: PlannerName = PlannerName.MILP,
         config: ControllerConfig | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.report = report
         self.planner = make_planner(planner)
         # follow rises fast (missed SLOs) and falls slowly (a few seconds of lower accuracy)
         self.estimator = DemandEstimator(alpha=0.3, alpha_up=0.8, burst_factor=1.3)
@@ -144,6 +146,17 @@ class LiveControl:
         )  # fmt: skip
 
     def apply(self, allocation: Allocation) -> None:
+        if self.report is not None and allocation.assignment != self.current:
+            event = self.controller.log[-1] if self.controller and self.controller.log else None
+            devices = ", ".join(
+                f"{d} -> {'.'.join(k) if k else 'idle'}" for d, k in allocation.assignment.items()
+            )
+            why = (
+                f" ({event.reason}; solved in {allocation.solve_time_s * 1e3:.0f} ms)"
+                if event
+                else ""
+            )
+            self.report(f"plan: {devices}{why}")
         self.current = dict(allocation.assignment)
         split: dict[str, dict[Replica, float]] = {}
         for device, key in allocation.assignment.items():
