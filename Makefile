@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-$(REPO)/.complete: $(BIN)/.installed
+$(REPO)/.complete: | $(BIN)/.installed
 	$(BIN)/rheostat build-repository --output $(REPO)
 
 repository: $(REPO)/.complete
