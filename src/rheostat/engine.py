@@ -8,31 +8,27 @@ layer turns HTTP into `infer` calls and outcomes into responses.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from rheostat.apps import queue_fill_limit
+from rheostat.admission import Admission, RequestOptions
 from rheostat.backends.onnx import LoadSpec
 from rheostat.batching import make_policy
 from rheostat.clock import WallClock
 from rheostat.config import ServerConfig
-from rheostat.control.demand import DemandEstimator
 from rheostat.devices.device import Device
 from rheostat.devices.runner import DeviceRunner, ReplicaQueue
-from rheostat.devices.work import ItemResult, Outcome, Payload, WorkItem
+from rheostat.devices.work import ItemResult, Outcome, Payload
 from rheostat.errors import (
     DeadlineError,
-    InvalidRequestError,
     ModelNotFoundError,
     NotReadyError,
-    QueueFullError,
     RequestError,
 )
 from rheostat.plan import Plan, Replica, default_plan
-from rheostat.profiler import read_profile
+from rheostat.profiler import batch_sizes_for, read_profile
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family, Repository, load_family
 from rheostat.routing import Constraints, Router
@@ -58,15 +54,6 @@ class EngineState(StrEnum):
 
 
 @dataclass(frozen=True)
-class RequestOptions:
-    timeout_s: float | None = None  # from now; None: the family's default
-    priority: int = 0
-    min_accuracy: float = 0.0
-    app: str = ""
-    max_share: float = 1.0
-
-
-@dataclass(frozen=True)
 class InferOutcome:
     family: str
     variant: str
@@ -75,15 +62,6 @@ class InferOutcome:
     results: tuple[ItemResult, ...]
     arrival_s: float
     deadline_s: float
-
-
-def _profile_sizes(max_batch_size: int) -> list[int]:
-    sizes = [1]
-    while sizes[-1] * 2 <= max_batch_size:
-        sizes.append(sizes[-1] * 2)
-    if sizes[-1] != max_batch_size:
-        sizes.append(max_batch_size)
-    return sizes
 
 
 class Engine:
@@ -104,7 +82,7 @@ class Engine:
         self.loaded_versions: dict[str, int] = {}  # family.variant -> version
         self.stats = StatsBook()
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
-        self.app_demand = DemandEstimator(alpha=0.5)  # per family and per family/app
+        self.admission = Admission(self.clock, self.router, self.runners, self.profiles, self.stats)
 
     def _accuracies(self) -> dict[str, float]:
         return {
@@ -126,7 +104,7 @@ class Engine:
 
     async def _start_device(self, device: Device, say: Progress) -> None:
         worker = WorkerHandle(device)
-        runner = DeviceRunner(device, self.clock, worker, self._retry)
+        runner = DeviceRunner(device, self.clock, worker, self.admission.retry)
         worker.on_ready = runner.schedule
         runner.on_batch = self.stats.record_batch
         self.workers[device.name] = worker
@@ -157,7 +135,7 @@ class Engine:
             points = {int(b): d["p50_s"] for b, d in stored["batch"].items()}
             self.tail_profiles[replica] = {int(b): d["p99_s"] for b, d in stored["batch"].items()}
         else:
-            sizes = _profile_sizes(family.config.max_batch_size)
+            sizes = batch_sizes_for(family.config.max_batch_size)
             points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
         profile = LatencyProfile(points)
         self.profiles[replica] = profile
@@ -275,8 +253,8 @@ class Engine:
         for observer in self.observers:
             observer.arrived(family.name, len(payloads), now)
         constraints = Constraints(variant=variant, min_accuracy=options.min_accuracy)
-        candidates = self._candidates(family, constraints, now, deadline)
-        futures = await self._admit(family, candidates, payloads, options, now, deadline)
+        candidates = self.admission.candidates(family, constraints, now, deadline)
+        futures = self.admission.admit(family, candidates, payloads, options, now, deadline)
         outcomes: list[Outcome] = list(await asyncio.gather(*futures))
         late = any(
             isinstance(o, DeadlineError) or (isinstance(o, ItemResult) and o.finished_s > deadline)
@@ -301,147 +279,3 @@ class Engine:
             arrival_s=now,
             deadline_s=deadline,
         )
-
-    def _candidates(
-        self, family: Family, constraints: Constraints, now: float, deadline: float
-    ) -> list[Replica]:
-        if constraints.variant is not None:
-            pinned = family.config.variants[constraints.variant].accuracy
-            if constraints.min_accuracy > pinned:
-                raise InvalidRequestError(
-                    f"min_accuracy {constraints.min_accuracy} is above the accuracy of the "
-                    f"pinned variant {family.name}.{constraints.variant} ({pinned:.4f})"
-                )
-        best = self.router.best_variant(family.name)
-        if best is not None and constraints.min_accuracy > best[1]:
-            raise InvalidRequestError(
-                f"min_accuracy {constraints.min_accuracy} is above the best loaded variant of "
-                f"{family.name} ({best[0]}, accuracy {best[1]:.4f})"
-            )
-        candidates = self.router.candidates(family.name, constraints)
-        if not candidates:
-            what = f"{family.name}.{constraints.variant}" if constraints.variant else family.name
-            raise NotReadyError(f"model {what} is not loaded")
-        fastest = min(self.profiles[r].latency_s(1) for r in candidates)
-        if now + fastest > deadline:
-            raise DeadlineError(
-                f"deadline of {(deadline - now) * 1e3:.1f} ms cannot be met by {family.name}: "
-                f"its fastest eligible variant needs {fastest * 1e3:.1f} ms per request"
-            )
-        return candidates
-
-    async def _admit(
-        self,
-        family: Family,
-        candidates: list[Replica],
-        payloads: Sequence[Payload],
-        options: RequestOptions,
-        now: float,
-        deadline: float,
-    ) -> list[asyncio.Future[Outcome]]:
-        """Queue every item on the first replica with room that should meet the deadline.
-
-        Candidates come in the router's order (the plan's split, then the degrade ladder).
-        When none is expected to finish in time the request is shed with 429 and a
-        Retry-After, rather than queued to miss its deadline.
-        """
-        last: RequestError | None = None
-        self._check_share(family, candidates, options, now)
-        fill = queue_fill_limit(options.priority)
-        for index, replica in enumerate(candidates):
-            runner = self.runners[replica.device]
-            queue = runner.replicas.get(replica.key)
-            if queue is None:
-                continue
-            rung = index < len(candidates) - 1
-            if rung and len(queue.items) + len(payloads) > fill * queue.max_queue_size:
-                continue  # leave this queue to higher priorities: take the next rung
-            if runner.expected_finish_s(replica.key) > deadline:
-                last = QueueFullError(
-                    f"no variant of {family.name} can meet the deadline of "
-                    f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
-                    f"{[c.key for c in candidates]}",
-                    retry_after_s=max(1.0, float(int(queue.backlog_s()) + 1)),
-                )
-                continue
-            futures, items = self._work(replica, payloads, options, now, deadline)
-            try:
-                runner.submit(replica.key, *items)
-            except (QueueFullError, NotReadyError) as exc:
-                last = exc
-                continue
-            return futures
-        if isinstance(last, QueueFullError):
-            self.stats.record_rejection(family.name)
-        raise last or NotReadyError(f"no replica of {family.name} is accepting requests")
-
-    def _check_share(
-        self, family: Family, candidates: list[Replica], options: RequestOptions, now: float
-    ) -> None:
-        """Shed an app over its `max_share` of the family while the family is under pressure."""
-        if options.app:
-            self.app_demand.record(f"{family.name}/{options.app}", now)
-        self.app_demand.record(family.name, now)
-        if options.max_share >= 1.0 or not candidates:
-            return
-        first = self.runners[candidates[0].device].replicas.get(candidates[0].key)
-        if first is None or len(first.items) < 0.5 * first.max_queue_size:
-            return
-        rates = self.app_demand.rates(now)
-        share = rates.get(f"{family.name}/{options.app}", 0.0) / max(
-            rates.get(family.name, 0), 1e-9
-        )
-        if share > options.max_share:
-            raise QueueFullError(
-                f"app {options.app!r} takes {share:.0%} of {family.name}'s load, over its "
-                f"max_share of {options.max_share:.0%}, while {family.name} is under pressure",
-                retry_after_s=1.0,
-            )
-
-    def _work(
-        self,
-        replica: Replica,
-        payloads: Sequence[Payload],
-        options: RequestOptions,
-        now: float,
-        deadline: float,
-    ) -> tuple[list[asyncio.Future[Outcome]], list[WorkItem]]:
-        futures: list[asyncio.Future[Outcome]] = []
-        items = []
-        for payload in payloads:
-            future: asyncio.Future[Outcome] = self.clock.loop.create_future()
-            futures.append(future)
-            items.append(
-                WorkItem(
-                    replica.family,
-                    replica.variant,
-                    payload,
-                    now,
-                    deadline,
-                    functools.partial(_settle, future),
-                    options.priority,
-                )
-            )
-        return futures, items
-
-    def _retry(self, item: WorkItem) -> None:
-        """A worker died with `item` in flight: queue it once more, elsewhere if possible."""
-        constraints = Constraints(variant=item.variant, exclude_devices=frozenset({item.device}))
-        candidates = self.router.candidates(item.family, constraints) or self.router.candidates(
-            item.family, Constraints(variant=item.variant)
-        )
-        error: RequestError = NotReadyError(
-            f"worker died and no replica of {item.family}.{item.variant} is left"
-        )
-        for replica in candidates:
-            try:
-                self.runners[replica.device].submit(replica.key, item)
-                return
-            except RequestError as exc:
-                error = exc
-        item.on_done(error)
-
-
-def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
-    if not future.done():
-        future.set_result(outcome)

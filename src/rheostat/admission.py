@@ -1,0 +1,205 @@
+"""Admission: where a request goes, or why it is refused, before it is queued.
+
+The data plane's decisions between decoding and queueing, kept apart from the engine's
+lifecycle: the accuracy floor and the impossible deadline (400 / 504 at once), the order of
+replicas to try (the plan's split, then the degrade ladder), the priority-dependent share of
+a queue each request may fill, the per-app share cap, and shedding with 429 when no replica
+is expected to meet the deadline. Also the one retry of a request whose worker died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rheostat.apps import queue_fill_limit
+from rheostat.clock import WallClock
+from rheostat.control.demand import DemandEstimator
+from rheostat.devices.runner import DeviceRunner
+from rheostat.devices.work import Outcome, Payload, WorkItem
+from rheostat.errors import (
+    DeadlineError,
+    InvalidRequestError,
+    NotReadyError,
+    QueueFullError,
+    RequestError,
+)
+from rheostat.plan import Replica
+from rheostat.profiling import LatencyProfile
+from rheostat.repository.loader import Family
+from rheostat.routing import Constraints, Router
+from rheostat.stats import StatsBook
+
+__all__ = ["Admission", "RequestOptions"]
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    timeout_s: float | None = None  # from now; None: the family's default
+    priority: int = 0
+    min_accuracy: float = 0.0
+    app: str = ""
+    max_share: float = 1.0
+
+
+class Admission:
+    def __init__(
+        self,
+        clock: WallClock,
+        router: Router,
+        runners: dict[str, DeviceRunner],
+        profiles: dict[Replica, LatencyProfile],
+        stats: StatsBook,
+    ) -> None:
+        self.clock = clock
+        self.router = router
+        self.runners = runners
+        self.profiles = profiles
+        self.stats = stats
+        self.app_demand = DemandEstimator(alpha=0.5)  # per family and per family/app
+
+    def candidates(
+        self, family: Family, constraints: Constraints, now: float, deadline: float
+    ) -> list[Replica]:
+        if constraints.variant is not None:
+            pinned = family.config.variants[constraints.variant].accuracy
+            if constraints.min_accuracy > pinned:
+                raise InvalidRequestError(
+                    f"min_accuracy {constraints.min_accuracy} is above the accuracy of the "
+                    f"pinned variant {family.name}.{constraints.variant} ({pinned:.4f})"
+                )
+        best = self.router.best_variant(family.name)
+        if best is not None and constraints.min_accuracy > best[1]:
+            raise InvalidRequestError(
+                f"min_accuracy {constraints.min_accuracy} is above the best loaded variant of "
+                f"{family.name} ({best[0]}, accuracy {best[1]:.4f})"
+            )
+        candidates = self.router.candidates(family.name, constraints)
+        if not candidates:
+            what = f"{family.name}.{constraints.variant}" if constraints.variant else family.name
+            raise NotReadyError(f"model {what} is not loaded")
+        fastest = min(self.profiles[r].latency_s(1) for r in candidates)
+        if now + fastest > deadline:
+            raise DeadlineError(
+                f"deadline of {(deadline - now) * 1e3:.1f} ms cannot be met by {family.name}: "
+                f"its fastest eligible variant needs {fastest * 1e3:.1f} ms per request"
+            )
+        return candidates
+
+    def admit(
+        self,
+        family: Family,
+        candidates: list[Replica],
+        payloads: Sequence[Payload],
+        options: RequestOptions,
+        now: float,
+        deadline: float,
+    ) -> list[asyncio.Future[Outcome]]:
+        """Queue every item on the first replica with room that should meet the deadline.
+
+        Candidates come in the router's order (the plan's split, then the degrade ladder).
+        When none is expected to finish in time the request is shed with 429 and a
+        Retry-After, rather than queued to miss its deadline.
+        """
+        last: RequestError | None = None
+        self._check_share(family, candidates, options, now)
+        fill = queue_fill_limit(options.priority)
+        for index, replica in enumerate(candidates):
+            runner = self.runners[replica.device]
+            queue = runner.replicas.get(replica.key)
+            if queue is None:
+                continue
+            rung = index < len(candidates) - 1
+            if rung and len(queue.items) + len(payloads) > fill * queue.max_queue_size:
+                continue  # leave this queue to higher priorities: take the next rung
+            if runner.expected_finish_s(replica.key) > deadline:
+                last = QueueFullError(
+                    f"no variant of {family.name} can meet the deadline of "
+                    f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
+                    f"{[c.key for c in candidates]}",
+                    retry_after_s=max(1.0, float(int(queue.backlog_s()) + 1)),
+                )
+                continue
+            futures, items = self._work(replica, payloads, options, now, deadline)
+            try:
+                runner.submit(replica.key, *items)
+            except (QueueFullError, NotReadyError) as exc:
+                last = exc
+                continue
+            return futures
+        if isinstance(last, QueueFullError):
+            self.stats.record_rejection(family.name)
+        raise last or NotReadyError(f"no replica of {family.name} is accepting requests")
+
+    def _check_share(
+        self, family: Family, candidates: list[Replica], options: RequestOptions, now: float
+    ) -> None:
+        """Shed an app over its `max_share` of the family while the family is under pressure."""
+        if options.app:
+            self.app_demand.record(f"{family.name}/{options.app}", now)
+        self.app_demand.record(family.name, now)
+        if options.max_share >= 1.0 or not candidates:
+            return
+        first = self.runners[candidates[0].device].replicas.get(candidates[0].key)
+        if first is None or len(first.items) < 0.5 * first.max_queue_size:
+            return
+        rates = self.app_demand.rates(now)
+        share = rates.get(f"{family.name}/{options.app}", 0.0) / max(
+            rates.get(family.name, 0), 1e-9
+        )
+        if share > options.max_share:
+            raise QueueFullError(
+                f"app {options.app!r} takes {share:.0%} of {family.name}'s load, over its "
+                f"max_share of {options.max_share:.0%}, while {family.name} is under pressure",
+                retry_after_s=1.0,
+            )
+
+    def _work(
+        self,
+        replica: Replica,
+        payloads: Sequence[Payload],
+        options: RequestOptions,
+        now: float,
+        deadline: float,
+    ) -> tuple[list[asyncio.Future[Outcome]], list[WorkItem]]:
+        futures: list[asyncio.Future[Outcome]] = []
+        items = []
+        for payload in payloads:
+            future: asyncio.Future[Outcome] = self.clock.loop.create_future()
+            futures.append(future)
+            items.append(
+                WorkItem(
+                    replica.family,
+                    replica.variant,
+                    payload,
+                    now,
+                    deadline,
+                    functools.partial(_settle, future),
+                    options.priority,
+                )
+            )
+        return futures, items
+
+    def retry(self, item: WorkItem) -> None:
+        """A worker died with `item` in flight: queue it once more, elsewhere if possible."""
+        constraints = Constraints(variant=item.variant, exclude_devices=frozenset({item.device}))
+        candidates = self.router.candidates(item.family, constraints) or self.router.candidates(
+            item.family, Constraints(variant=item.variant)
+        )
+        error: RequestError = NotReadyError(
+            f"worker died and no replica of {item.family}.{item.variant} is left"
+        )
+        for replica in candidates:
+            try:
+                self.runners[replica.device].submit(replica.key, item)
+                return
+            except RequestError as exc:
+                error = exc
+        item.on_done(error)
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
