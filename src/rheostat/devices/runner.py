@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from rheostat.errors import (
 from rheostat.profiling import LatencyProfile
 
 __all__ = ["DEFAULT_PRIORITY", "DeviceRunner", "Executor", "ReplicaQueue"]
+
+log = logging.getLogger("rheostat.devices")
 
 DEFAULT_PRIORITY = 100  # Triton: 1 is the highest level; 0 (unset) means the default level
 
@@ -262,6 +265,11 @@ class DeviceRunner:
             )
 
     def _retry_or_fail(self, items: list[WorkItem]) -> None:
+        retried = sum(1 for item in items if item.attempts == 0)
+        log.warning(
+            "worker of %s died with a batch of %d in flight: retrying %d, failing %d",
+            self.device.name, len(items), retried, len(items) - retried,
+        )  # fmt: skip
         for item in items:
             if item.attempts == 0:
                 item.attempts += 1
