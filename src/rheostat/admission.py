@@ -119,7 +119,7 @@ class Admission:
                     f"no variant of {family.name} can meet the deadline of "
                     f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
                     f"{[c.key for c in candidates]}",
-                    retry_after_s=max(1.0, float(int(queue.backlog_s()) + 1)),
+                    retry_after_s=queue.retry_after_s(),
                 )
                 continue
             futures, items = self._work(replica, payloads, options, now, deadline)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +13,7 @@ import typer
 from rich.console import Console
 
 from rheostat.config import ServerConfig
-from rheostat.devices.device import default_devices, parse_device
+from rheostat.devices.device import Device, default_devices, parse_device
 from rheostat.errors import ConfigError
 
 __all__ = ["app", "main"]
@@ -31,6 +33,20 @@ def _bind(host: str, port: int) -> socket.socket:
         raise typer.BadParameter(f"cannot bind {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
     return sock
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """A bad flag, device or repository: one clear line and exit status 2, no traceback."""
+    try:
+        yield
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _devices(specs: list[str] | None) -> tuple[Device, ...]:
+    return tuple(parse_device(d, i) for i, d in enumerate(specs)) if specs else default_devices()
 
 
 @app.command()
@@ -67,8 +83,7 @@ def serve(
     from rheostat.repository import load_repository
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        devices = tuple(parse_device(d, i) for i, d in enumerate(device)) if device else None
+    with _user_errors():
         apps_file = apps or model_repository / "apps.yaml"
         policies = load_apps(apps_file) if apps is not None or apps_file.is_file() else {}
         config = ServerConfig(
@@ -76,14 +91,11 @@ def serve(
             apps=policies,
             http_port=http_port,
             host=http_address,
-            devices=devices or default_devices(),
+            devices=_devices(device),
             profile_repeats=profile_repeats,
             max_request_bytes=http_max_input_size,
         )
         repository = load_repository(model_repository)
-    except (ConfigError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
     sock = _bind(config.host, config.http_port)
     port = sock.getsockname()[1]
     families = ", ".join(repository.families)
@@ -134,13 +146,9 @@ def profile(
     from rheostat.profiler import run_profile
     from rheostat.repository import load_repository
 
-    try:
-        devices = tuple(parse_device(d, i) for i, d in enumerate(device)) if device else None
+    with _user_errors():
+        devices = _devices(device)
         repository = load_repository(model_repository)
-    except (ConfigError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    devices = devices or default_devices()
     types = {d.device_type for d in devices}
     total = len(types) * sum(len(f.config.variants) for f in repository.families.values())
     with Progress(console=console) as bar:

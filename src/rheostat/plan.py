@@ -8,6 +8,7 @@ most accurate variant.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -48,7 +49,15 @@ class Plan:
         return sorted(r for r in self.replicas if r.device == device)
 
     def of_family(self, family: str) -> list[Replica]:
-        return sorted(r for r in self.replicas if r.family == family)
+        return list(self._by_family.get(family, ()))
+
+    @functools.cached_property
+    def _by_family(self) -> dict[str, tuple[Replica, ...]]:
+        """Replicas per family, sorted once per plan: routing asks on every request."""
+        families: dict[str, list[Replica]] = {}
+        for replica in sorted(self.replicas):
+            families.setdefault(replica.family, []).append(replica)
+        return {family: tuple(replicas) for family, replicas in families.items()}
 
 
 def default_plan(repository: Repository, devices: Iterable[Device]) -> Plan:

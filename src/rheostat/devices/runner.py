@@ -74,6 +74,10 @@ class ReplicaQueue:
     def insert(self, item: WorkItem) -> None:
         bisect.insort(self.items, item, key=lambda i: (_level(i), i.seq))
 
+    def retry_after_s(self) -> float:
+        """What a refused client is told to wait: the backlog, in whole seconds, at least 1."""
+        return max(1.0, float(math.ceil(self.backlog_s())))
+
     def backlog_s(self) -> float:
         """Time to run everything queued, in full batches (an admission estimate)."""
         n = len(self.items)
@@ -132,7 +136,7 @@ class DeviceRunner:
         if replica is None or replica.draining:
             raise NotReadyError(f"variant {key} is not loaded on device {self.device.name}")
         if len(replica.items) + len(items) > replica.max_queue_size:
-            retry = max(1.0, math.ceil(replica.backlog_s()))
+            retry = replica.retry_after_s()
             raise QueueFullError(
                 f"queue of {key} on {self.device.name} is full "
                 f"({len(replica.items)} of {replica.max_queue_size} requests queued); "
