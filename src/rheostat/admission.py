@@ -1,5 +1,8 @@
 """Admission: where a request goes, or why it is refused, before it is queued.
 
+It runs on any clock and answers through callbacks (one per item), so the simulator uses
+the same object as the server; the engine turns the callbacks into asyncio futures.
+
 The data plane's decisions between decoding and queueing, kept apart from the engine's
 lifecycle: the accuracy floor and the impossible deadline (400 / 504 at once), the order of
 replicas to try (the plan's split, then the degrade ladder), the priority-dependent share of
@@ -9,13 +12,11 @@ is expected to meet the deadline. Also the one retry of a request whose worker d
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rheostat.apps import queue_fill_limit
-from rheostat.clock import WallClock
+from rheostat.clock import Clock
 from rheostat.control.demand import DemandEstimator
 from rheostat.devices.runner import DeviceRunner
 from rheostat.devices.work import Outcome, Payload, WorkItem
@@ -28,7 +29,6 @@ from rheostat.errors import (
 )
 from rheostat.plan import Replica
 from rheostat.profiling import LatencyProfile
-from rheostat.repository.loader import Family
 from rheostat.routing import Constraints, Router
 from rheostat.stats import StatsBook
 
@@ -47,7 +47,7 @@ class RequestOptions:
 class Admission:
     def __init__(
         self,
-        clock: WallClock,
+        clock: Clock,
         router: Router,
         runners: dict[str, DeviceRunner],
         profiles: dict[Replica, LatencyProfile],
@@ -61,43 +61,47 @@ class Admission:
         self.app_demand = DemandEstimator(alpha=0.5)  # per family and per family/app
 
     def candidates(
-        self, family: Family, constraints: Constraints, now: float, deadline: float
+        self, family: str, constraints: Constraints, now: float, deadline: float
     ) -> list[Replica]:
         if constraints.variant is not None:
-            pinned = family.config.variants[constraints.variant].accuracy
+            pinned = self.router.accuracy.get(f"{family}.{constraints.variant}", 0.0)
             if constraints.min_accuracy > pinned:
                 raise InvalidRequestError(
                     f"min_accuracy {constraints.min_accuracy} is above the accuracy of the "
-                    f"pinned variant {family.name}.{constraints.variant} ({pinned:.4f})"
+                    f"pinned variant {family}.{constraints.variant} ({pinned:.4f})"
                 )
-        best = self.router.best_variant(family.name)
+        best = self.router.best_variant(family)
         if best is not None and constraints.min_accuracy > best[1]:
             raise InvalidRequestError(
                 f"min_accuracy {constraints.min_accuracy} is above the best loaded variant of "
-                f"{family.name} ({best[0]}, accuracy {best[1]:.4f})"
+                f"{family} ({best[0]}, accuracy {best[1]:.4f})"
             )
-        candidates = self.router.candidates(family.name, constraints)
+        candidates = self.router.candidates(family, constraints)
         if not candidates:
-            what = f"{family.name}.{constraints.variant}" if constraints.variant else family.name
+            what = f"{family}.{constraints.variant}" if constraints.variant else family
             raise NotReadyError(f"model {what} is not loaded")
         fastest = min(self.profiles[r].latency_s(1) for r in candidates)
         if now + fastest > deadline:
             raise DeadlineError(
-                f"deadline of {(deadline - now) * 1e3:.1f} ms cannot be met by {family.name}: "
+                f"deadline of {(deadline - now) * 1e3:.1f} ms cannot be met by {family}: "
                 f"its fastest eligible variant needs {fastest * 1e3:.1f} ms per request"
             )
         return candidates
 
     def admit(
         self,
-        family: Family,
+        family: str,
         candidates: list[Replica],
         payloads: Sequence[Payload],
+        on_done: Sequence[Callable[[Outcome], None]],
         options: RequestOptions,
         now: float,
         deadline: float,
-    ) -> list[asyncio.Future[Outcome]]:
+    ) -> Replica:
         """Queue every item on the first replica with room that should meet the deadline.
+
+        Each item is answered exactly once through its `on_done` (one per payload); the
+        replica chosen is returned.
 
         Candidates come in the router's order (the plan's split, then the degrade ladder).
         When none is expected to finish in time the request is shed with 429 and a
@@ -116,71 +120,54 @@ class Admission:
                 continue  # leave this queue to higher priorities: take the next rung
             if runner.expected_finish_s(replica.key) > deadline:
                 last = QueueFullError(
-                    f"no variant of {family.name} can meet the deadline of "
+                    f"no variant of {family} can meet the deadline of "
                     f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
                     f"{[c.key for c in candidates]}",
                     retry_after_s=queue.retry_after_s(),
                 )
                 continue
-            futures, items = self._work(replica, payloads, options, now, deadline)
-            try:
-                runner.submit(replica.key, *items)
-            except (QueueFullError, NotReadyError) as exc:
-                last = exc
-                continue
-            return futures
-        if isinstance(last, QueueFullError):
-            self.stats.record_rejection(family.name)
-        raise last or NotReadyError(f"no replica of {family.name} is accepting requests")
-
-    def _check_share(
-        self, family: Family, candidates: list[Replica], options: RequestOptions, now: float
-    ) -> None:
-        """Shed an app over its `max_share` of the family while the family is under pressure."""
-        if options.app:
-            self.app_demand.record(f"{family.name}/{options.app}", now)
-        self.app_demand.record(family.name, now)
-        if options.max_share >= 1.0 or not candidates:
-            return
-        first = self.runners[candidates[0].device].replicas.get(candidates[0].key)
-        if first is None or len(first.items) < 0.5 * first.max_queue_size:
-            return
-        rates = self.app_demand.rates(now)
-        share = rates.get(f"{family.name}/{options.app}", 0.0) / max(
-            rates.get(family.name, 0), 1e-9
-        )
-        if share > options.max_share:
-            raise QueueFullError(
-                f"app {options.app!r} takes {share:.0%} of {family.name}'s load, over its "
-                f"max_share of {options.max_share:.0%}, while {family.name} is under pressure",
-                retry_after_s=1.0,
-            )
-
-    def _work(
-        self,
-        replica: Replica,
-        payloads: Sequence[Payload],
-        options: RequestOptions,
-        now: float,
-        deadline: float,
-    ) -> tuple[list[asyncio.Future[Outcome]], list[WorkItem]]:
-        futures: list[asyncio.Future[Outcome]] = []
-        items = []
-        for payload in payloads:
-            future: asyncio.Future[Outcome] = self.clock.loop.create_future()
-            futures.append(future)
-            items.append(
+            items = [
                 WorkItem(
                     replica.family,
                     replica.variant,
                     payload,
                     now,
                     deadline,
-                    functools.partial(_settle, future),
+                    done,
                     options.priority,
                 )
+                for payload, done in zip(payloads, on_done, strict=True)
+            ]
+            try:
+                runner.submit(replica.key, *items)
+            except (QueueFullError, NotReadyError) as exc:
+                last = exc
+                continue
+            return replica
+        if isinstance(last, QueueFullError):
+            self.stats.record_rejection(family)
+        raise last or NotReadyError(f"no replica of {family} is accepting requests")
+
+    def _check_share(
+        self, family: str, candidates: list[Replica], options: RequestOptions, now: float
+    ) -> None:
+        """Shed an app over its `max_share` of the family while the family is under pressure."""
+        if options.app:
+            self.app_demand.record(f"{family}/{options.app}", now)
+        self.app_demand.record(family, now)
+        if options.max_share >= 1.0 or not candidates:
+            return
+        first = self.runners[candidates[0].device].replicas.get(candidates[0].key)
+        if first is None or len(first.items) < 0.5 * first.max_queue_size:
+            return
+        rates = self.app_demand.rates(now)
+        share = rates.get(f"{family}/{options.app}", 0.0) / max(rates.get(family, 0), 1e-9)
+        if share > options.max_share:
+            raise QueueFullError(
+                f"app {options.app!r} takes {share:.0%} of {family}'s load, over its "
+                f"max_share of {options.max_share:.0%}, while {family} is under pressure",
+                retry_after_s=1.0,
             )
-        return futures, items
 
     def retry(self, item: WorkItem) -> None:
         """A worker died with `item` in flight: queue it once more, elsewhere if possible."""
@@ -198,8 +185,3 @@ class Admission:
             except RequestError as exc:
                 error = exc
         item.on_done(error)
-
-
-def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
-    if not future.done():
-        future.set_result(outcome)

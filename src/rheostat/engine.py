@@ -8,6 +8,7 @@ layer turns HTTP into `infer` calls and outcomes into responses.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -253,8 +254,10 @@ class Engine:
         for observer in self.observers:
             observer.arrived(family.name, len(payloads), now)
         constraints = Constraints(variant=variant, min_accuracy=options.min_accuracy)
-        candidates = self.admission.candidates(family, constraints, now, deadline)
-        futures = self.admission.admit(family, candidates, payloads, options, now, deadline)
+        candidates = self.admission.candidates(family.name, constraints, now, deadline)
+        futures = [self.clock.loop.create_future() for _ in payloads]
+        settle = [functools.partial(_settle, future) for future in futures]
+        self.admission.admit(family.name, candidates, payloads, settle, options, now, deadline)
         outcomes: list[Outcome] = list(await asyncio.gather(*futures))
         late = any(
             isinstance(o, DeadlineError) or (isinstance(o, ItemResult) and o.finished_s > deadline)
@@ -279,3 +282,8 @@ class Engine:
             arrival_s=now,
             deadline_s=deadline,
         )
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)

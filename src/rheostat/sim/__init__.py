@@ -1,0 +1,1 @@
+"""Discrete-event simulation of the server: workloads, the simulator loop and run metrics."""
