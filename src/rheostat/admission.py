@@ -52,8 +52,12 @@ class Admission:
         runners: dict[str, DeviceRunner],
         profiles: dict[Replica, LatencyProfile],
         stats: StatsBook,
+        ladder: bool = True,
     ) -> None:
+        """`ladder=False`: a request goes only to the router's first pick (as in Proteus,
+        whose routing follows the plan's split strictly), never down the degrade ladder."""
         self.clock = clock
+        self.ladder = ladder
         self.router = router
         self.runners = runners
         self.profiles = profiles
@@ -110,12 +114,13 @@ class Admission:
         last: RequestError | None = None
         self._check_share(family, candidates, options, now)
         fill = queue_fill_limit(options.priority)
-        for index, replica in enumerate(candidates):
+        tried = candidates if self.ladder else candidates[:1]
+        for index, replica in enumerate(tried):
             runner = self.runners[replica.device]
             queue = runner.replicas.get(replica.key)
             if queue is None:
                 continue
-            rung = index < len(candidates) - 1
+            rung = index < len(tried) - 1
             if rung and len(queue.items) + len(payloads) > fill * queue.max_queue_size:
                 continue  # leave this queue to higher priorities: take the next rung
             if runner.expected_finish_s(replica.key) > deadline:

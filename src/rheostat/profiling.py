@@ -38,6 +38,7 @@ class LatencyProfile:
         if not 0 < smoothing <= 1:
             raise ValueError(f"smoothing {smoothing} must be in (0, 1]")
         self._points = dict(sorted(points_s.items()))
+        self._sizes = list(self._points)  # sorted; kept with _points (the simulator's hot path)
         self._smoothing = smoothing
 
     @property
@@ -45,7 +46,7 @@ class LatencyProfile:
         return dict(self._points)
 
     def latency_s(self, batch_size: int) -> float:
-        sizes = list(self._points)
+        sizes = self._sizes
         if len(sizes) == 1:
             (b0,) = sizes
             return (
@@ -66,4 +67,8 @@ class LatencyProfile:
             return
         old = self._points.get(batch_size)
         new = seconds if old is None else old + self._smoothing * (seconds - old)
-        self._points = dict(sorted({**self._points, batch_size: new}.items()))
+        if old is None:
+            self._points = dict(sorted({**self._points, batch_size: new}.items()))
+            self._sizes = list(self._points)
+        else:
+            self._points[batch_size] = new

@@ -7,16 +7,25 @@ each pick adds every weight to its counter, takes the largest, subtracts the tot
 long-run shares equal the plan's weights with no randomness. When no replica of the split
 satisfies the request (a pinned variant, a minimum accuracy, an excluded device), the other
 loaded replicas that do follow, cheapest adequate variant first.
+
+With `RoutingName.LEAST_LOADED` (INFaaS) the split's replicas are ordered by a load view
+the mechanism provides (expected finish time of a request queued now) instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from rheostat.plan import Plan, Replica
 
-__all__ = ["Constraints", "Router"]
+__all__ = ["Constraints", "Router", "RoutingName"]
+
+
+class RoutingName(StrEnum):
+    SPLIT = "split"  # smooth weighted round-robin over the plan's split
+    LEAST_LOADED = "least_loaded"  # the planned replica that would finish soonest
 
 
 @dataclass(frozen=True)
@@ -27,10 +36,17 @@ class Constraints:
 
 
 class Router:
-    def __init__(self, plan: Plan, accuracy: Mapping[str, float]) -> None:
-        """`accuracy` maps `family.variant` to its accuracy."""
+    def __init__(
+        self,
+        plan: Plan,
+        accuracy: Mapping[str, float],
+        load: Callable[[Replica], float] | None = None,
+    ) -> None:
+        """`accuracy` maps `family.variant` to its accuracy; with `load`, route to the
+        least loaded replica of the split rather than by its weights."""
         self.plan = plan
         self.accuracy = dict(accuracy)
+        self.load = load
         self._current: dict[Replica, float] = {}
 
     def set_plan(self, plan: Plan) -> None:
@@ -57,7 +73,11 @@ class Router:
     def candidates(self, family: str, constraints: Constraints = Constraints()) -> list[Replica]:
         split = self.plan.split.get(family, {})
         eligible = {r: w for r, w in split.items() if w > 0 and self._fits(r, constraints)}
-        ordered: list[Replica] = self._rotate(eligible) if eligible else []
+        ordered: list[Replica] = []
+        if eligible:
+            ordered = (
+                self._rotate(eligible) if self.load is None else sorted(eligible, key=self.load)
+            )
         others = [
             r
             for r in self.plan.of_family(family)

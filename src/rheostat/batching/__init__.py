@@ -1,6 +1,7 @@
 """Batching: pure policies deciding when a device releases a batch (mechanism in devices)."""
 
 from rheostat.batching.policy import (
+    AimdPolicy,
     BatchDecision,
     BatchPolicy,
     DeadlineAwarePolicy,
@@ -12,6 +13,7 @@ from rheostat.batching.policy import (
 )
 
 __all__ = [
+    "AimdPolicy",
     "BatchDecision",
     "BatchPolicy",
     "DeadlineAwarePolicy",

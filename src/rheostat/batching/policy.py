@@ -30,6 +30,9 @@ at it. Three policies, picked by name through `make_policy`:
   request at low load a latency close to its SLO. Likewise, when the mechanism's estimate
   of the time between arrivals says the next request will not come before the wait would
   end, the batch goes at once (one client in a closed loop never waits for itself).
+- `aimd`: Clipper (NSDI'17, Sec. 4.3): no waiting; a batch takes up to a cap that grows by
+  one after every batch that met its deadlines and shrinks by 10 % after one that did not.
+  The only policy with state: the mechanism reports each batch's outcome through `feedback`.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from rheostat.profiling import LatencyModel
 from rheostat.repository.schema import BatchPolicyName, DynamicBatching
 
 __all__ = [
+    "AimdPolicy",
     "BatchDecision",
     "BatchPolicy",
     "DeadlineAwarePolicy",
@@ -192,6 +196,36 @@ class DeadlineAwarePolicy:
         return BatchDecision(max(q, 1), None, drop)
 
 
+@dataclass
+class AimdPolicy:
+    """Additive increase, multiplicative decrease of the batch cap (Clipper)."""
+
+    cap: int = 1
+    backoff: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.cap < 1 or not 0 < self.backoff < 1:
+            raise ValueError(f"AIMD cap {self.cap} must be >= 1, backoff {self.backoff} in (0, 1)")
+
+    def next_batch(
+        self,
+        queue: Sequence[QueuedRequest],
+        latency: LatencyModel,
+        now_s: float,
+        max_batch_size: int,
+        mean_interarrival_s: float | None = None,
+    ) -> BatchDecision:
+        drop, live = _split(queue, latency, now_s)
+        return BatchDecision(min(len(live), self.cap, max_batch_size), None, drop)
+
+    def feedback(self, batch_size: int, late: bool, max_batch_size: int) -> None:
+        """A batch of `batch_size` finished; `late`: some request in it missed its deadline."""
+        if late:
+            self.cap = max(1, int(self.cap * self.backoff))
+        elif batch_size >= self.cap:
+            self.cap = min(self.cap + 1, max_batch_size)
+
+
 PolicyFactory = Callable[[DynamicBatching, int], BatchPolicy]
 
 _REGISTRY: dict[BatchPolicyName, PolicyFactory] = {
@@ -207,6 +241,7 @@ _REGISTRY: dict[BatchPolicyName, PolicyFactory] = {
         else float("inf"),
         cfg.latency_margin_microseconds / 1e6,
     ),
+    BatchPolicyName.AIMD: lambda cfg, max_b: AimdPolicy(),
 }
 
 

@@ -20,6 +20,7 @@ from rheostat.control.controller import Controller, ControllerConfig, SolveRunne
 from rheostat.control.demand import DemandEstimator
 from rheostat.plan import Replica
 from rheostat.planning import Allocation, DeviceSpec, FamilyDemand, Problem, VariantSpec
+from rheostat.planning.problem import BATCH_BUDGET_FRACTION, AccuracyWeighting
 
 __all__ = ["ControlPlane", "PlanningSettings", "Split", "split_of"]
 
@@ -31,10 +32,20 @@ Split = dict[str, dict[Replica, float]]
 class PlanningSettings:
     headroom: float = 0.25
     """Capacity planned above the estimated rate (rates are estimates)."""
+    burst_sigmas: float = 0.0
+    """More capacity, in standard deviations of a Poisson second: k * sqrt(rate)."""
+    headroom_weight: float = 0.0
+    """> 0: the planner covers headroom before it buys accuracy (see `Problem`)."""
+    headroom_cost: float = 0.0
+    """> 0: headroom bought by downgrading variants is discounted (see `Problem`)."""
     swap_penalty: float = 1e-4
     """Cost of changing a device's variant, in the planner's accuracy units."""
     time_limit_s: float = 1.0
     """Solver budget per plan."""
+    weighting: AccuracyWeighting = AccuracyWeighting.FAMILY
+    """Whether the planner weighs accuracy per family or per request."""
+    batch_budget_fraction: float = BATCH_BUDGET_FRACTION
+    """Share of the SLO a planned batch may take (the rest is for queueing)."""
 
     def __post_init__(self) -> None:
         if self.headroom < 0 or self.swap_penalty < 0 or self.time_limit_s <= 0:
@@ -140,8 +151,13 @@ class ControlPlane:
             demand,
             current=current,
             headroom=self.settings.headroom,
+            burst_sigmas=self.settings.burst_sigmas,
+            headroom_weight=self.settings.headroom_weight,
+            headroom_cost=self.settings.headroom_cost,
             swap_penalty=self.settings.swap_penalty,
             time_limit_s=self.settings.time_limit_s,
+            weighting=self.settings.weighting,
+            batch_budget_fraction=self.settings.batch_budget_fraction,
         )
 
     def apply(self, allocation: Allocation) -> None:

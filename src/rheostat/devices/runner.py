@@ -78,9 +78,10 @@ class ReplicaQueue:
         """What a refused client is told to wait: the backlog, in whole seconds, at least 1."""
         return max(1.0, float(math.ceil(self.backlog_s())))
 
-    def backlog_s(self) -> float:
-        """Time to run everything queued, in full batches (an admission estimate)."""
-        n = len(self.items)
+    def backlog_s(self, extra: int = 0) -> float:
+        """Time to run everything queued (and `extra` more), in full batches (an admission
+        estimate)."""
+        n = len(self.items) + extra
         full, rest = divmod(n, self.max_batch_size)
         estimate = full * self.profile.latency_s(self.max_batch_size)
         return estimate + (self.profile.latency_s(rest) if rest else 0.0)
@@ -157,11 +158,14 @@ class DeviceRunner:
         return len(replica.items) if replica else 0
 
     def expected_finish_s(self, key: str) -> float:
-        """When a request queued now on `key` would finish, by the latency profiles."""
+        """When a request queued now on `key` would finish, by the latency profiles: after
+        the batch in flight and the other replicas' backlogs, in the last batch of its own
+        replica's queue (it joins a batch rather than running alone after them)."""
         now = self.clock.now()
         busy = max(0.0, (self.busy_until_s or now) - now)
-        backlog = sum(r.backlog_s() for r in self.replicas.values())
-        return now + busy + backlog + self.replicas[key].profile.latency_s(1)
+        mine = self.replicas[key]
+        others = sum(r.backlog_s() for r in self.replicas.values() if r is not mine and r.items)
+        return now + busy + others + mine.backlog_s(extra=1)
 
     # -- scheduling -------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -239,6 +243,11 @@ class DeviceRunner:
                 # what the batch policy must plan with, not the session's run time alone.
                 replica.profile.observe(len(items), self.clock.now() - started_s)
             self._answer(replica, items, started_s, result)
+            feedback = getattr(replica.policy, "feedback", None)
+            if feedback is not None:  # a stateful policy (AIMD) learns each batch's outcome
+                now = self.clock.now()
+                late = any(now > item.deadline_s for item in items)
+                feedback(len(items), late, replica.max_batch_size)
             if self.on_batch is not None:
                 self.on_batch(replica.key, len(items), result.compute_s)
         self._reap()

@@ -17,7 +17,9 @@ number of devices of type t running v now:
     u_f <= sum_{t, v in f} y[t,v]                   for every family f
     r[t,v] >= c[t,v] - n[t,v]                       for every (t, v) with c[t,v] > 0
 
-Stage 1 maximises the served score S = sum_f p_f u_f. Stage 2 adds S >= S1 (1 - 1e-6) - 1e-9
+Stage 1 maximises the served score S = sum_f p_f u_f (+ headroom_weight * sum_f p_f * sum y
+when `Problem.headroom_weight` > 0: planned headroom then comes before accuracy). Stage 2
+adds S >= S1 (1 - 1e-6) - 1e-9
 (`served_floor` of the stage-1 incumbent) and maximises the accuracy score
 
     sum_f sum_{t, v in f} a_v y[t,v] / max(R_f, eps)  -  swap_penalty * sum r[t,v]
@@ -54,7 +56,6 @@ import numpy as np
 from rheostat.clock import Stopwatch, monotonic_s
 from rheostat.planning.greedy import GreedyPlanner, greedy_assignment
 from rheostat.planning.problem import (
-    RATE_EPS_RPS,
     Allocation,
     Option,
     Problem,
@@ -160,9 +161,8 @@ def _run_stages(problem: Problem, layout: _Layout) -> tuple[list[float], str] | 
     if first is None:
         return None
     values, status = first
-    served = sum(
-        problem.demand_of(f).priority * values[layout.u(i)] for i, f in enumerate(layout.families)
-    )
+    costs = _served_costs(problem, layout)
+    served = float(np.dot(costs, values))
     _add_rows(highs, [_served_row(problem, layout, served_floor(served))])
     _set_costs(highs, _accuracy_costs(problem, layout))
     _set_start(highs, values)
@@ -222,22 +222,27 @@ def _per_device_rps(problem: Problem, option: Option) -> float:
 
 
 def _served_row(problem: Problem, layout: _Layout, floor: float) -> Row:
-    weights = {layout.u(i): problem.demand_of(f).priority for i, f in enumerate(layout.families)}
-    return (floor, np.inf, weights)
+    costs = _served_costs(problem, layout)
+    return (floor, np.inf, {int(c): float(costs[c]) for c in np.flatnonzero(costs)})
 
 
 def _served_costs(problem: Problem, layout: _Layout) -> np.ndarray:
+    """Stage 1: priority-weighted served rps, plus `headroom_weight` of every planned rps
+    (headroom included) so that headroom is covered before accuracy is bought."""
     costs = np.zeros(layout.num_cols)
     for i, f in enumerate(layout.families):
         costs[layout.u(i)] = problem.demand_of(f).priority
+    if problem.headroom_weight > 0:
+        for k, (_, o) in enumerate(layout.pairs):
+            costs[layout.y(k)] = problem.headroom_weight * problem.demand_of(o.family).priority
     return costs
 
 
 def _accuracy_costs(problem: Problem, layout: _Layout) -> np.ndarray:
     costs = np.zeros(layout.num_cols)
     for k, (_, o) in enumerate(layout.pairs):
-        rate = max(problem.demand_of(o.family).rate_rps, RATE_EPS_RPS)
-        costs[layout.y(k)] = o.accuracy / rate
+        accuracy = o.accuracy - problem.accuracy_baseline(o.family)
+        costs[layout.y(k)] = accuracy / problem.accuracy_divisor(o.family)
         costs[layout.r(k)] = -problem.swap_penalty
     return costs
 

@@ -15,7 +15,9 @@ Scoring is lexicographic, the same for every planner (see `Objective`):
 2. accuracy: sum over families of `(sum over routed rps of accuracy) / rate_f`, i.e. each
    family's served traffic weighted by accuracy and normalised by its own rate, so every
    family counts equally whatever its volume; minus `swap_penalty` per device whose current
-   (family, variant) changes.
+   (family, variant) changes. With `weighting=REQUEST` every request counts equally instead
+   (the divisor is the mean rate over families, the same for all), which is what Proteus'
+   effective-accuracy metric rewards.
 
 Among allocations whose served score is within `LEXICOGRAPHIC_SLACK` of the best, the one with
 the best accuracy score wins.
@@ -27,6 +29,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from rheostat.plan import Plan, Replica
 
@@ -35,6 +38,7 @@ __all__ = [
     "LEXICOGRAPHIC_ABS_SLACK",
     "LEXICOGRAPHIC_SLACK",
     "RATE_EPS_RPS",
+    "AccuracyWeighting",
     "Allocation",
     "Capacity",
     "DeviceSpec",
@@ -66,6 +70,11 @@ RATE_EPS_RPS = 1e-9
 
 VariantKey = tuple[str, str]
 """(family, variant)."""
+
+
+class AccuracyWeighting(StrEnum):
+    FAMILY = "family"  # every family counts equally, whatever its volume
+    REQUEST = "request"  # every request counts equally
 
 
 @dataclass(frozen=True)
@@ -158,9 +167,14 @@ class Option:
         return (self.family, self.variant)
 
 
-def capacity(variant: VariantSpec, device_type: str, slo_s: float) -> Capacity:
+def capacity(
+    variant: VariantSpec,
+    device_type: str,
+    slo_s: float,
+    budget_fraction: float = BATCH_BUDGET_FRACTION,
+) -> Capacity:
     """Best `b / latency(b)` over profiled batch sizes whose latency fits the batch budget."""
-    budget_s = slo_s * BATCH_BUDGET_FRACTION
+    budget_s = slo_s * budget_fraction
     points = variant.latency_s.get(device_type, {})
     fitting = [(b / s, b) for b, s in points.items() if s <= budget_s]
     if not fitting:
@@ -177,23 +191,44 @@ class Problem:
     variants: tuple[VariantSpec, ...]
     demand: tuple[FamilyDemand, ...]
     current: Mapping[str, VariantKey] = field(default_factory=dict)
-    headroom: float = 0.1  # plan capacity for rate * (1 + headroom)
+    headroom: float = 0.1  # plan capacity for rate * (1 + headroom) (+ burst_sigmas below)
+    # ... + burst_sigmas * sqrt(rate): arrivals in a second vary by about sqrt(rate) (more
+    # when bursty), so a 20-rps family needs far more relative headroom than a 500-rps one
+    burst_sigmas: float = 0.0
+    # > 0: the served score also counts planned rps up to the target at this weight, so
+    # headroom is bought before accuracy (0: headroom only competes in the accuracy score)
+    headroom_weight: float = 0.0
+    # In the accuracy score each planned rps of a family counts `a_v - headroom_cost * a_min`
+    # (a_min: the family's least accurate variant). Served rps are fixed by then, so this
+    # only prices headroom: at 1, headroom bought by downgrading variants is worth nothing
+    # and spare capacity goes to accuracy first; at 0, headroom competes at full accuracy.
+    headroom_cost: float = 0.0
     # Cost of changing one device's (family, variant), in accuracy-score units: one unit is
     # one family's whole rate served at accuracy 1.0, so 0.01 asks a swap to buy at least one
     # accuracy point on one family's traffic. Small, so it only breaks (near-)ties.
     swap_penalty: float = 0.01
     time_limit_s: float = 1.0  # solver budget (MILP)
     mip_rel_gap: float = 1e-4  # relative optimality gap at which the MILP may stop
+    weighting: AccuracyWeighting = AccuracyWeighting.FAMILY
+    batch_budget_fraction: float = BATCH_BUDGET_FRACTION  # share of the SLO a batch may take
 
     def __post_init__(self) -> None:
         self._check_names()
         self._check_current()
         if not 0.0 <= self.headroom < math.inf:
             raise ValueError(f"headroom {self.headroom} must be >= 0")
+        if not 0.0 <= self.headroom_cost <= 1.0:
+            raise ValueError(f"headroom_cost {self.headroom_cost} must be in [0, 1]")
+        if not 0.0 <= self.headroom_weight < 1.0:
+            raise ValueError(f"headroom_weight {self.headroom_weight} must be in [0, 1)")
+        if not 0.0 <= self.burst_sigmas < math.inf:
+            raise ValueError(f"burst_sigmas {self.burst_sigmas} must be >= 0")
         if not 0.0 <= self.swap_penalty < math.inf:
             raise ValueError(f"swap_penalty {self.swap_penalty} must be >= 0")
         if not 0.0 < self.time_limit_s < math.inf:
             raise ValueError(f"time_limit_s {self.time_limit_s} must be > 0")
+        if not 0.0 < self.batch_budget_fraction <= 1.0:
+            raise ValueError(f"batch_budget_fraction {self.batch_budget_fraction} not in (0, 1]")
         if not 0.0 <= self.mip_rel_gap < 1.0:
             raise ValueError(f"mip_rel_gap {self.mip_rel_gap} must be in [0, 1)")
 
@@ -224,8 +259,9 @@ class Problem:
         return next(d for d in self.demand if d.family == family)
 
     def target_rps(self, family: str) -> float:
-        """The rate to plan capacity for: rate * (1 + headroom)."""
-        return self.demand_of(family).rate_rps * (1.0 + self.headroom)
+        """The rate to plan capacity for: rate * (1 + headroom) + burst_sigmas * sqrt(rate)."""
+        rate = self.demand_of(family).rate_rps
+        return rate * (1.0 + self.headroom) + self.burst_sigmas * math.sqrt(rate)
 
     def device_counts(self) -> dict[str, int]:
         """Number of devices per type, in first-seen order."""
@@ -236,12 +272,31 @@ class Problem:
         memory fit. Ordered by family (demand order), then accuracy, best first."""
         memory = next(d.memory_mb for d in self.devices if d.device_type == device_type)
         found = [
-            Option(v.family, v.name, v.accuracy, capacity(v, device_type, dem.slo_s))
+            Option(
+                v.family,
+                v.name,
+                v.accuracy,
+                capacity(v, device_type, dem.slo_s, self.batch_budget_fraction),
+            )
             for dem in self.demand
             for v in sorted(self.variants, key=lambda v: (-v.accuracy, v.name))
             if v.family == dem.family and v.accuracy >= dem.min_accuracy and v.memory_mb <= memory
         ]
         return tuple(o for o in found if o.capacity.rps > 0)
+
+    def accuracy_divisor(self, family: str) -> float:
+        """What a family's accuracy-weighted rps is divided by in the accuracy score."""
+        if self.weighting is AccuracyWeighting.REQUEST:
+            mean = sum(d.rate_rps for d in self.demand) / max(len(self.demand), 1)
+            return max(mean, RATE_EPS_RPS)
+        return max(self.demand_of(family).rate_rps, RATE_EPS_RPS)
+
+    def accuracy_baseline(self, family: str) -> float:
+        """What every planned rps of `family` is charged in the accuracy score."""
+        if self.headroom_cost == 0.0:
+            return 0.0
+        lowest = min((v.accuracy for v in self.variants if v.family == family), default=0.0)
+        return self.headroom_cost * lowest
 
     def accuracy_of(self, key: VariantKey) -> float:
         return next(v.accuracy for v in self.variants if v.key == key)
@@ -319,9 +374,12 @@ def objective(problem: Problem, allocation: Allocation) -> Objective:
     for dem in problem.demand:
         routes = allocation.split.get(dem.family, {})
         total = sum(routes.values())
-        served += dem.priority * min(total, dem.rate_rps)
-        weighted = sum(rps * _accuracy_at(problem, allocation, d) for d, rps in routes.items())
-        accuracy += weighted / max(dem.rate_rps, RATE_EPS_RPS)
+        served += dem.priority * (min(total, dem.rate_rps) + problem.headroom_weight * total)
+        baseline = problem.accuracy_baseline(dem.family)
+        weighted = sum(
+            rps * (_accuracy_at(problem, allocation, d) - baseline) for d, rps in routes.items()
+        )
+        accuracy += weighted / problem.accuracy_divisor(dem.family)
     swaps = num_swaps(problem, allocation.assignment)
     return Objective(served, accuracy - problem.swap_penalty * swaps)
 

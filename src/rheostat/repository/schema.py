@@ -55,6 +55,7 @@ class BatchPolicyName(StrEnum):
     FIXED = "fixed"
     MAX_DELAY = "max_delay"
     DEADLINE_AWARE = "deadline_aware"
+    AIMD = "aimd"
 
 
 def _check(condition: bool, field_name: str, problem: str) -> None:

@@ -115,22 +115,23 @@ class Requests:
         return len(self.arrival_s)
 
     def _check_values(self) -> None:
-        num_families = len(self.families)
         answered = self.status <= Status.LATE
-        _reject(
-            (self.family < 0) | (self.family >= num_families),
-            self.family,
-            f"family must index families={self.families}",
-        )
-        _reject(self.status > max(Status), self.status, "status must be a Status value")
-        _reject(~(self.arrival_s >= 0) | np.isinf(self.arrival_s), self.arrival_s,
-                "arrival_s must be finite and >= 0")  # fmt: skip
-        _reject(answered & ~((self.accuracy >= 0) & (self.accuracy <= 1)), self.accuracy,
-                "an answered request needs an accuracy in [0, 1]")  # fmt: skip
-        _reject(answered & ~(self.finish_s >= self.arrival_s), self.finish_s,
-                "an answered request needs finish_s >= arrival_s")  # fmt: skip
-        _reject(~answered & ~np.isnan(self.accuracy), self.accuracy,
-                "a DROPPED or SHED request has accuracy NaN")  # fmt: skip
+        in_unit = (self.accuracy >= 0) & (self.accuracy <= 1)
+        rules: list[tuple[npt.NDArray[np.generic], npt.NDArray[np.bool_], str]] = [
+            (self.family, (self.family < 0) | (self.family >= len(self.families)),
+             f"family must index families={self.families}"),
+            (self.status, self.status > max(Status), "status must be a Status value"),
+            (self.arrival_s, ~np.isfinite(self.arrival_s) | (self.arrival_s < 0),
+             "arrival_s must be finite and >= 0"),
+            (self.accuracy, answered & ~in_unit,
+             "an answered request needs an accuracy in [0, 1]"),
+            (self.finish_s, answered & ~(self.finish_s >= self.arrival_s),
+             "an answered request needs finish_s >= arrival_s"),
+            (self.accuracy, ~answered & ~np.isnan(self.accuracy),
+             "a DROPPED or SHED request has accuracy NaN"),
+        ]  # fmt: skip
+        for values, bad, rule in rules:
+            _reject(bad, values, rule)
 
 
 def _reject(bad: npt.NDArray[np.bool_], values: npt.NDArray[np.generic], rule: str) -> None:
@@ -138,7 +139,7 @@ def _reject(bad: npt.NDArray[np.bool_], values: npt.NDArray[np.generic], rule: s
     where = np.flatnonzero(bad)
     if where.size:
         index = int(where[0])
-        raise ValueError(f"request {index}: {rule}, got {values[index]!r}")
+        raise ValueError(f"request {index}: {rule}, got {values[index].item()!r}")
 
 
 @dataclass
@@ -261,14 +262,15 @@ def _cells(requests: Requests, duration_s: float, window_s: float) -> _Cells:
     window = np.minimum(requests.arrival_s // window_s, num_windows - 1).astype(np.int64)
     cell = requests.family.astype(np.int64) * num_windows + window
     shape = (len(requests.families), num_windows)
+    size = shape[0] * shape[1]
     on_time = requests.status == Status.ON_TIME
     served = cell[on_time]
     weights = requests.accuracy[on_time]
     starts_s = np.arange(num_windows) * window_s
     return _Cells(
-        arrivals=np.bincount(cell, minlength=shape[0] * shape[1]).reshape(shape),
-        on_time=np.bincount(served, minlength=shape[0] * shape[1]).reshape(shape),
-        accuracy_sum=np.bincount(served, weights, shape[0] * shape[1]).reshape(shape),
+        arrivals=np.bincount(cell, minlength=size).reshape(shape),
+        on_time=np.bincount(served, minlength=size).reshape(shape),
+        accuracy_sum=np.bincount(served, weights, size).reshape(shape).astype(np.float64),
         width_s=np.minimum(window_s, duration_s - starts_s),
     )
 
@@ -291,7 +293,7 @@ def _check_horizon(requests: Requests, duration_s: float) -> None:
         )
 
 
-def _ratio(numerator: npt.NDArray[np.generic], denominator: npt.NDArray[np.generic]) -> FloatArray:
+def _ratio(numerator: FloatArray | IntArray, denominator: FloatArray | IntArray) -> FloatArray:
     """numerator / denominator elementwise, NaN where the denominator is 0."""
     out = np.full(np.shape(denominator), np.nan)
     np.divide(numerator, denominator, out=out, where=denominator > 0)
@@ -426,7 +428,7 @@ def _timeline(
 ) -> Timeline:
     return Timeline(
         window_s=window_s,
-        t_s=np.arange(width_s.size) * window_s,
+        t_s=np.arange(width_s.size, dtype=np.float64) * window_s,
         demand_qps=arrivals / width_s,
         throughput_qps=on_time / width_s,
         effective_accuracy_pct=100 * _ratio(accuracy_sum, on_time),
@@ -534,8 +536,8 @@ def plot_timelines(
     FigureCanvasAgg(figure)
     demand_axes, accuracy_axes, violation_axes = figure.subplots(3, 1, sharex=True)
     first = next(iter(timelines.values()))
-    demand_axes.plot(first.t_s, _smooth(first, first.demand_qps, smooth_s), color="grey",
-                     label="demand")  # fmt: skip
+    demand = _smooth(first, first.demand_qps, smooth_s)
+    demand_axes.plot(first.t_s, demand, color="grey", label="demand")
     for index, (name, line) in enumerate(timelines.items()):
         style = {"color": f"C{index % 10}", "label": name}
         demand_axes.plot(line.t_s, _smooth(line, line.throughput_qps, smooth_s), **style)
