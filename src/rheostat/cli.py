@@ -171,6 +171,46 @@ def profile(
         Console().print(table)
 
 
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML (cluster, trace, policies).")],
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="Policy to run (repeatable; default: the scenario's)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Folder for summary.md/.csv, timelines and the plot.")
+    ] = None,
+    oracle: Annotated[bool, typer.Option(help="Add the offline oracle bound row.")] = True,
+) -> None:
+    """Replay a trace through the server's components on a virtual clock, per policy."""
+    from rheostat.sim.compare import compare
+    from rheostat.sim.policies import policy as policy_named
+    from rheostat.sim.scenario import load_scenario
+    from rheostat.sim.simulation import RunResult
+
+    with _user_errors():
+        loaded = load_scenario(scenario)
+        specs = tuple(policy_named(p) for p in policy) if policy else loaded.policies
+    trace = loaded.trace
+    console.print(
+        f"{len(trace)} requests over {trace.duration_s:.0f} s, {len(trace.families)} families, "
+        f"{len(loaded.model.devices)} devices"
+    )
+
+    def done(run: RunResult) -> None:
+        console.print(
+            f"  {run.policy}: simulated in {run.wall_s:.1f} s, {len(run.plans)} plans, "
+            f"{run.num_loads} model loads"
+        )
+
+    result = compare(loaded.model, trace, specs, loaded.settings, oracle, progress=done)
+    typer.echo(result.table())
+    if output is not None:
+        for path in result.write(output, f"{scenario.stem}: {len(trace)} requests"):
+            console.print(f"  wrote {path}")
+
+
 @app.command("build-repository")
 def build_repository(
     output: Annotated[Path, typer.Option(help="Where to write the repository.")] = Path(

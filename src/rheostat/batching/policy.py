@@ -173,6 +173,7 @@ class MaxDelayPolicy:
 class DeadlineAwarePolicy:
     max_wait_s: float = float("inf")
     margin_s: float = 0.0
+    shed_for_goodput: bool = False
 
     def next_batch(
         self,
@@ -186,6 +187,11 @@ class DeadlineAwarePolicy:
         if not live:
             return BatchDecision(0, None, drop)
         q = _largest_feasible(live, latency, now_s, max_batch_size, self.margin_s)
+        if self.shed_for_goodput and q < min(len(live), max_batch_size):
+            skip, size = _goodput_batch(live, latency, now_s, max_batch_size, self.margin_s, q)
+            if skip:
+                shed = _indices_of(queue, live[:skip])
+                return BatchDecision(size, None, tuple(sorted(drop + shed)))
         if q == len(live) and q < max_batch_size:
             # Proteus: wait for the (q+1)-th only while it could still join in time.
             join_by = min(r.deadline_s for r in live) - latency.latency_s(q + 1) - self.margin_s
@@ -194,6 +200,39 @@ class DeadlineAwarePolicy:
             if now_s < wait_until and expected_next <= wait_until:
                 return BatchDecision(0, wait_until, drop)
         return BatchDecision(max(q, 1), None, drop)
+
+
+def _goodput_batch(
+    live: Sequence[QueuedRequest],
+    latency: LatencyModel,
+    now_s: float,
+    cap: int,
+    margin_s: float,
+    q: int,
+) -> tuple[int, int]:
+    """(requests to skip at the head, batch size after them) that serves the most requests
+    per second, or (0, q) when skipping none is best.
+
+    Under a backlog the head of the queue is always close to its deadline, so the largest
+    batch that meets every deadline in it shrinks to one, the device's throughput collapses
+    to its batch-1 rate and the backlog never clears (a metastable failure). Skipping the
+    k requests that keep the batch small serves b / T(b) requests per second instead of
+    q / T(q); the skipped ones are answered at once (they would miss their deadline behind
+    the backlog anyway).
+    """
+    best_rate, best = q / latency.latency_s(max(q, 1)), (0, q)
+    for skip in range(1, len(live)):
+        size = _largest_feasible(live[skip:], latency, now_s, cap, margin_s)
+        if size and size / latency.latency_s(size) > best_rate:
+            best_rate, best = size / latency.latency_s(size), (skip, size)
+        if size >= min(cap, len(live) - skip):
+            break
+    return best
+
+
+def _indices_of(queue: Sequence[QueuedRequest], chosen: Sequence[QueuedRequest]) -> tuple[int, ...]:
+    ids = {id(r) for r in chosen}
+    return tuple(i for i, r in enumerate(queue) if id(r) in ids)
 
 
 @dataclass
@@ -240,6 +279,7 @@ _REGISTRY: dict[BatchPolicyName, PolicyFactory] = {
         if cfg.max_queue_delay_microseconds
         else float("inf"),
         cfg.latency_margin_microseconds / 1e6,
+        cfg.shed_for_goodput,
     ),
     BatchPolicyName.AIMD: lambda cfg, max_b: AimdPolicy(),
 }

@@ -199,6 +199,7 @@ def _dynamic_batching(r: _Reader, value: object) -> DynamicBatching:
         "preferred_batch_size",
         "default_queue_policy",
         "latency_margin_microseconds",
+        "shed_for_goodput",
     }
     r.unknown(data, allowed, f"{name}.")
     kwargs: dict[str, Any] = {}
@@ -211,6 +212,10 @@ def _dynamic_batching(r: _Reader, value: object) -> DynamicBatching:
     for key in ("max_queue_delay_microseconds", "latency_margin_microseconds"):
         if key in data:
             kwargs[key] = r.typed(data[key], f"{name}.{key}", int)
+    if "shed_for_goodput" in data:
+        kwargs["shed_for_goodput"] = r.typed(
+            data["shed_for_goodput"], f"{name}.shed_for_goodput", bool
+        )
     if "preferred_batch_size" in data:
         sizes = r.typed(data["preferred_batch_size"], f"{name}.preferred_batch_size", list)
         kwargs["preferred_batch_size"] = tuple(

@@ -159,6 +159,9 @@ class DynamicBatching:
     preferred_batch_size: tuple[int, ...] = ()
     default_queue_policy: QueuePolicy = field(default_factory=QueuePolicy)
     latency_margin_microseconds: int = 1000  # rheostat: slack kept before a deadline
+    # rheostat, deadline_aware only: under a backlog, drop the few requests at the head that
+    # keep the batch small when a larger batch serves more requests per second
+    shed_for_goodput: bool = True
 
     def __post_init__(self) -> None:
         _check(

@@ -71,6 +71,8 @@ class PolicySpec:
     batching: BatchPolicyName = BatchPolicyName.DEADLINE_AWARE
     margin_ms: float = 0.0
     """Deadline-aware batching: time kept between a batch's expected end and its deadline."""
+    shed_for_goodput: bool = False
+    """Deadline-aware batching drops a blocking head under backlog (see batching.policy)."""
     routing: RoutingName = RoutingName.SPLIT
     ladder: bool = False
     headroom: float = 0.05
@@ -106,7 +108,9 @@ class PolicySpec:
 
     def dynamic_batching(self) -> DynamicBatching:
         return DynamicBatching(
-            policy=self.batching, latency_margin_microseconds=round(self.margin_ms * 1000)
+            policy=self.batching,
+            latency_margin_microseconds=round(self.margin_ms * 1000),
+            shed_for_goodput=self.shed_for_goodput,
         )
 
     def planning_settings(self, time_limit_s: float) -> PlanningSettings:
@@ -159,6 +163,7 @@ POLICIES: dict[PolicyName, PolicySpec] = {
     PolicyName.RHEOSTAT: PolicySpec(
         "rheostat", replan=Replan.ADAPTIVE, margin_ms=5.0, ladder=True, headroom=0.25,
         headroom_cost=1.0, swap_penalty=0.01, weighting=AccuracyWeighting.REQUEST,
+        shed_for_goodput=True,
     ),
 }  # fmt: skip
 
