@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rheostat.batching import (
+    AimdPolicy,
     BatchDecision,
     DeadlineAwarePolicy,
     FixedSizePolicy,
@@ -122,9 +123,56 @@ def test_registry_builds_each_named_policy() -> None:
     cfg = DynamicBatching(BatchPolicyName.MAX_DELAY, 2000, (4,))
     assert make_policy(cfg, 8) == MaxDelayPolicy(0.002, (4,))
     assert make_policy(DynamicBatching(BatchPolicyName.FIXED, 0, (2, 4)), 8) == FixedSizePolicy(4)
-    assert make_policy(DynamicBatching(), 8) == DeadlineAwarePolicy(float("inf"), 0.001)
-    capped = DynamicBatching(BatchPolicyName.DEADLINE_AWARE, 5000, latency_margin_microseconds=0)
+    assert make_policy(DynamicBatching(), 8) == DeadlineAwarePolicy(float("inf"), 0.001, True)
+    capped = DynamicBatching(
+        BatchPolicyName.DEADLINE_AWARE, 5000, latency_margin_microseconds=0, shed_for_goodput=False
+    )
     assert make_policy(capped, 8) == DeadlineAwarePolicy(0.005, 0.0)
+    assert make_policy(DynamicBatching(BatchPolicyName.AIMD), 8) == AimdPolicy()
+
+
+class TestGoodputShedding:
+    """Under a backlog the head is near its deadline: batch 1 would be all that fits."""
+
+    LAT = LatencyProfile({1: 0.010, 8: 0.020})  # batch 8 serves 400/s, batch 1 100/s
+
+    def backlog(self) -> list[QueuedRequest]:
+        # three requests 10.5 ms from their deadline (only a batch of 1 fits them), then
+        # sixteen with 35 ms left
+        return [QueuedRequest(0.0, 0.0105)] * 3 + [QueuedRequest(0.0, 0.035)] * 16
+
+    def test_published_rule_runs_the_head_alone(self) -> None:
+        decision = DeadlineAwarePolicy().next_batch(self.backlog(), self.LAT, 0.0, 8)
+        assert decision == BatchDecision(1, None, ())
+
+    def test_goodput_rule_skips_the_head_when_that_serves_more(self) -> None:
+        # the head alone, then 8 by 30 ms, then 8 by 50 ms: 1 + 6 on time; skipping the
+        # three heads: 8 by 20 ms on time, then 8 by 40 ms late: 8 on time
+        policy = DeadlineAwarePolicy(shed_for_goodput=True)
+        decision = policy.next_batch(self.backlog(), self.LAT, 0.0, 8)
+        assert decision == BatchDecision(8, None, (0, 1, 2))
+
+    def test_a_head_that_costs_nothing_is_kept(self) -> None:
+        # two heads, eight with 50 ms: the head alone, then 8 by 30 ms (one head late),
+        # then 1 by 40 ms: 9 on time, against 8 when both heads are skipped
+        policy = DeadlineAwarePolicy(shed_for_goodput=True)
+        queue = [QueuedRequest(0.0, 0.0105)] * 2 + [QueuedRequest(0.0, 0.050)] * 8
+        assert policy.next_batch(queue, self.LAT, 0.0, 8) == BatchDecision(1, None, ())
+
+
+def test_aimd_grows_by_one_and_backs_off_by_ten_percent() -> None:
+    policy = AimdPolicy()
+    queue = [QueuedRequest(0.0, 1.0)] * 20
+    assert policy.next_batch(queue, LatencyProfile({1: 0.01}), 0.0, 16).batch_size == 1
+    for _ in range(11):
+        policy.feedback(policy.cap, late=False, max_batch_size=16)
+    assert policy.cap == 12
+    policy.feedback(12, late=True, max_batch_size=16)
+    assert policy.cap == 10  # int(12 * 0.9)
+    for _ in range(10):
+        policy.feedback(policy.cap, late=False, max_batch_size=16)
+    assert policy.cap == 16  # capped at the family's max batch size
+    assert policy.next_batch(queue, LatencyProfile({1: 0.01}), 0.0, 16).batch_size == 16
 
 
 queues = st.lists(

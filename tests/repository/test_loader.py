@@ -86,7 +86,7 @@ BAD = [
     (
         {"dynamic_batching": {"policy": "fastest"}},
         "dynamic_batching.policy",
-        "'fastest' is not one of ['fixed', 'max_delay', 'deadline_aware']",
+        "'fastest' is not one of ['fixed', 'max_delay', 'deadline_aware', 'aimd']",
     ),
     (
         {"dynamic_batching": {"preferred_batch_size": [16]}},

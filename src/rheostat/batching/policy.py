@@ -210,24 +210,49 @@ def _goodput_batch(
     margin_s: float,
     q: int,
 ) -> tuple[int, int]:
-    """(requests to skip at the head, batch size after them) that serves the most requests
-    per second, or (0, q) when skipping none is best.
+    """(requests to skip at the head, batch size after them): the choice that lets the most
+    queued requests finish in time, or (0, q) when skipping none is as good.
 
     Under a backlog the head of the queue is always close to its deadline, so the largest
     batch that meets every deadline in it shrinks to one, the device's throughput collapses
-    to its batch-1 rate and the backlog never clears (a metastable failure). Skipping the
-    k requests that keep the batch small serves b / T(b) requests per second instead of
-    q / T(q); the skipped ones are answered at once (they would miss their deadline behind
-    the backlog anyway).
+    to its batch-1 rate and the backlog never clears (a metastable failure). Skipping the k
+    requests that keep the batch small restores full batches; the skipped ones are answered
+    at once. Each choice is scored by replaying the queue behind it in full batches
+    (`_num_on_time`), so a head is skipped only when that serves more of the queue.
     """
-    best_rate, best = q / latency.latency_s(max(q, 1)), (0, q)
+    options = [(0, q)]
+    best_rate = q / latency.latency_s(max(q, 1))
     for skip in range(1, len(live)):
         size = _largest_feasible(live[skip:], latency, now_s, cap, margin_s)
         if size and size / latency.latency_s(size) > best_rate:
-            best_rate, best = size / latency.latency_s(size), (skip, size)
+            best_rate = size / latency.latency_s(size)
+            options.append((skip, size))
         if size >= min(cap, len(live) - skip):
             break
-    return best
+    scores = [_num_on_time(live, latency, now_s, cap, margin_s, *o) for o in options]
+    return options[max(range(len(options)), key=lambda i: (scores[i], -i))]
+
+
+def _num_on_time(
+    live: Sequence[QueuedRequest],
+    latency: LatencyModel,
+    now_s: float,
+    cap: int,
+    margin_s: float,
+    skip: int,
+    first: int,
+) -> int:
+    """Queued requests finishing by their deadlines if the head `skip` are dropped, `first`
+    run now and the rest follow in batches of `cap` (arrivals to come ignored)."""
+    finish = now_s
+    on_time, start, size = 0, skip, max(first, 1)
+    while start < len(live):
+        finish += latency.latency_s(size)
+        batch = live[start : start + size]
+        on_time += sum(1 for r in batch if finish + margin_s <= r.deadline_s)
+        start += size
+        size = min(cap, len(live) - start)
+    return on_time
 
 
 def _indices_of(queue: Sequence[QueuedRequest], chosen: Sequence[QueuedRequest]) -> tuple[int, ...]:
