@@ -97,16 +97,19 @@ class SolveRunner(Protocol):
 
 
 class VirtualSolveRunner:
-    """For the simulator and tests: the solve's measured time passes on the virtual clock."""
+    """For the simulator and tests: the solve's measured time passes on the virtual clock
+    (or `solve_time_s`, a fixed model of it, which makes runs repeat exactly)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, solve_time_s: float | None = None) -> None:
         self.clock = clock
+        self.solve_time_s = solve_time_s
 
     def submit(
         self, solve: Callable[[], Allocation], on_done: Callable[[Allocation], None]
     ) -> None:
         allocation = solve()
-        self.clock.call_at(self.clock.now() + allocation.solve_time_s, lambda: on_done(allocation))
+        took = allocation.solve_time_s if self.solve_time_s is None else self.solve_time_s
+        self.clock.call_at(self.clock.now() + took, lambda: on_done(allocation))
 
 
 @dataclass

@@ -56,6 +56,7 @@ import numpy as np
 from rheostat.clock import Stopwatch, monotonic_s
 from rheostat.planning.greedy import GreedyPlanner, greedy_assignment
 from rheostat.planning.problem import (
+    SPARE_DEVICE_BONUS,
     Allocation,
     Option,
     Problem,
@@ -243,6 +244,7 @@ def _accuracy_costs(problem: Problem, layout: _Layout) -> np.ndarray:
     for k, (_, o) in enumerate(layout.pairs):
         accuracy = o.accuracy - problem.accuracy_baseline(o.family)
         costs[layout.y(k)] = accuracy / problem.accuracy_divisor(o.family)
+        costs[layout.n(k)] = SPARE_DEVICE_BONUS * o.accuracy
         costs[layout.r(k)] = -problem.swap_penalty
     return costs
 

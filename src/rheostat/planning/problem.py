@@ -38,6 +38,7 @@ __all__ = [
     "LEXICOGRAPHIC_ABS_SLACK",
     "LEXICOGRAPHIC_SLACK",
     "RATE_EPS_RPS",
+    "SPARE_DEVICE_BONUS",
     "AccuracyWeighting",
     "Allocation",
     "Capacity",
@@ -64,6 +65,12 @@ LEXICOGRAPHIC_SLACK = 1e-6
 
 LEXICOGRAPHIC_ABS_SLACK = 1e-9
 """Absolute slack on the served score (so a best score of 0 keeps every allocation)."""
+
+SPARE_DEVICE_BONUS = 1e-4
+"""Stage-2 bonus per device, times its variant's accuracy: breaks the tie among devices the
+split leaves (nearly) idle in favour of the more accurate variant, so spare capacity serves
+a burst at the best accuracy. Above the default gap (1e-4 of a score of O(1)) so HiGHS
+honours it; a swap costs more than the largest bonus difference when `swap_penalty` >= 1e-4."""
 
 RATE_EPS_RPS = 1e-9
 """Floor of a family's rate when normalising its accuracy term (zero-rate families)."""
@@ -380,6 +387,8 @@ def objective(problem: Problem, allocation: Allocation) -> Objective:
             rps * (_accuracy_at(problem, allocation, d) - baseline) for d, rps in routes.items()
         )
         accuracy += weighted / problem.accuracy_divisor(dem.family)
+    assigned = (k for k in allocation.assignment.values() if k is not None)
+    accuracy += SPARE_DEVICE_BONUS * sum(problem.accuracy_of(k) for k in assigned)
     swaps = num_swaps(problem, allocation.assignment)
     return Objective(served, accuracy - problem.swap_penalty * swaps)
 

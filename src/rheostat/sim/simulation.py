@@ -44,6 +44,9 @@ class SimSettings:
     start_window_s: float = 10.0
     """Adaptive policies start from a plan for the trace's first this-many seconds."""
     solve_time_limit_s: float = 1.0
+    solve_time_s: float | None = None
+    """None: each plan takes effect after the planner's measured solve time; a number: after
+    that fixed time (runs then repeat exactly, whatever the machine)."""
 
     def __post_init__(self) -> None:
         if self.load_time_s < 0 or self.start_window_s <= 0 or self.solve_time_limit_s <= 0:
@@ -102,7 +105,7 @@ def simulate(
         lambda family: model.slo_s[family],
         spec.make_solve(),
         apply_split,
-        VirtualSolveRunner(clock),
+        VirtualSolveRunner(clock, settings.solve_time_s),
         config=spec.controller_config(),
         estimator=spec.estimator(),
         settings=spec.planning_settings(settings.solve_time_limit_s),
