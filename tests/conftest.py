@@ -195,3 +195,46 @@ def serve() -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         stop_server(server)
+
+
+def drive(
+    url: str,
+    family: str,
+    rate_rps: float,
+    seconds: float,
+    offset_s: float,
+    log: list[tuple[float, int, str]],
+) -> None:
+    """Open-loop load: one image request to `family` every 1/rate seconds, whatever the
+    answers. Logs (offset_s + intended send time, HTTP status, served `family.variant`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rheostat.api.codec import decode_infer_response, encode_infer_request
+
+    image = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    body, headers = encode_infer_request([("image", image[None])], binary=True)
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def one(intended_s: float) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, timeout=30)
+            clients.append(local.client)
+        r = local.client.post(f"/v2/models/{family}/infer", content=body, headers=headers)
+        variant = ""
+        if r.status_code == 200:
+            length = r.headers.get("Inference-Header-Content-Length")
+            response = decode_infer_response(r.content, int(length) if length else None)
+            variant = str(response.parameters["variant"])
+        log.append((offset_s + intended_s, r.status_code, variant))
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(32) as pool:
+        for i in range(int(rate_rps * seconds)):
+            intended = i / rate_rps
+            delay = start + intended - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, intended)
+    for client in clients:
+        client.close()

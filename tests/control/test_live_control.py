@@ -9,18 +9,13 @@ must succeed throughout: switching a plan only changes the traffic split.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
-from conftest import Server, start_server, stop_server
-from rheostat.api.codec import decode_infer_response, encode_infer_request
+from conftest import Server, drive, start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,40 +31,6 @@ def server(default_repository: Path, tmp_path_factory: pytest.TempPathFactory) -
     stop_server(server)
 
 
-def drive(url: str, rate_rps: float, seconds: float, log: list[tuple[float, int, str]]) -> None:
-    """Open-loop load at `rate_rps`: one request every 1/rate seconds, whatever the answers."""
-    image = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
-    body, headers = encode_infer_request([("image", image[None])], binary=True)
-    start = time.monotonic()
-
-    def one(client: httpx.Client) -> None:
-        r = client.post("/v2/models/efficientnet_lite/infer", content=body, headers=headers)
-        variant = ""
-        if r.status_code == 200:
-            length = r.headers.get("Inference-Header-Content-Length")
-            response = decode_infer_response(r.content, int(length) if length else None)
-            variant = response.parameters["variant"]
-        log.append((time.monotonic() - start, r.status_code, variant))
-
-    local = threading.local()
-    clients: list[httpx.Client] = []
-
-    def task() -> None:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=url, timeout=30)
-            clients.append(local.client)
-        one(local.client)
-
-    with ThreadPoolExecutor(32) as pool:
-        for i in range(int(rate_rps * seconds)):
-            delay = start + i / rate_rps - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(task)
-    for client in clients:
-        client.close()
-
-
 def test_rising_then_falling_load_switches_variants_and_back(server: Server) -> None:
     # a ramp up and down (each step within what one re-plan absorbs), then a long low tail
     phases = [("low", 6, 8), ("up", 15, 3), ("up", 25, 3), ("up", 35, 3), ("up", 45, 3),
@@ -77,7 +38,7 @@ def test_rising_then_falling_load_switches_variants_and_back(server: Server) -> 
     logs: dict[str, list[tuple[float, int, str]]] = {}
     for name, rate, seconds in phases:
         log = logs.setdefault(name, [])
-        drive(server.url, rate, seconds, log)
+        drive(server.url, "efficientnet_lite", rate, seconds, 0.0, log)
     plan = httpx.get(f"{server.url}/rheostat/plan").json()
     failures = {
         name: [(round(t, 1), s) for t, s, _ in log if s != 200] for name, log in logs.items()

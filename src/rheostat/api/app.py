@@ -82,7 +82,23 @@ class OipApi:
             for family, weights in self.engine.plan.split.items()
         }
         control = self.control.status() if self.control is not None else None
-        return _json({"split": split, "control": control})
+        return _json({"split": split, "control": control, "profiles": self._profiles()})
+
+    def _profiles(self) -> dict[str, dict[str, object]]:
+        """What the planner knows of each replica: load-time median batch latencies and,
+        where `rheostat profile` measured them, p99s (so a simulation can use the same)."""
+        engine = self.engine
+        types = {d.name: d.device_type for d in engine.config.devices}
+        return {
+            f"{replica.key}@{replica.device}": {
+                "device_type": types[replica.device],
+                "p50_s": {str(b): s for b, s in sorted(points.items())},
+                "p99_s": {
+                    str(b): s for b, s in sorted(engine.tail_profiles.get(replica, {}).items())
+                },
+            }
+            for replica, points in sorted(engine.base_profiles.items())
+        }
 
     # -- health and metadata ----------------------------------------------------------------
     async def live(self, request: Request) -> Response:

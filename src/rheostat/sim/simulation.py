@@ -21,6 +21,7 @@ from rheostat.control.controller import PlanEvent, VirtualSolveRunner
 from rheostat.control.plane import ControlPlane, split_of
 from rheostat.devices.work import ItemResult, Outcome, Payload, PayloadKind
 from rheostat.errors import DeadlineError, RequestError
+from rheostat.plan import Replica
 from rheostat.planning.baselines import restrict_variants
 from rheostat.routing import Constraints
 from rheostat.sim.cluster import ClusterSettings, SimCluster
@@ -44,6 +45,9 @@ class SimSettings:
     start_window_s: float = 10.0
     """Adaptive policies start from a plan for the trace's first this-many seconds."""
     solve_time_limit_s: float = 1.0
+    first_plan: bool = True
+    """Start from a plan for the trace's first window (static policies: its mean rates);
+    False: start as the server does, the most accurate variant on every device."""
     solve_time_s: float | None = None
     """None: each plan takes effect after the planner's measured solve time; a number: after
     that fixed time (runs then repeat exactly, whatever the machine)."""
@@ -65,6 +69,8 @@ class RunResult:
     num_loads: int
     wall_s: float
     assignments: list[tuple[float, dict[str, tuple[str, str] | None]]] = field(default_factory=list)
+    served: list[tuple[float, str]] = field(default_factory=list)
+    """(arrival, `family.variant`) of every request answered with a result."""
 
     @cached_property
     def summary(self) -> Summary:
@@ -115,8 +121,9 @@ def simulate(
     if spec.replan is not Replan.STATIC:
         plane.start()
     log = RequestLog(trace.families)
+    served: list[tuple[float, str]] = []
     with Stopwatch() as watch:
-        _replay(clock, cluster, plane, trace, model, log)
+        _replay(clock, cluster, plane, trace, model, log, served)
         clock.run_until(trace.duration_s + _max_slo(trace, model) + 1.0)
         plane.stop()
     requests = log.freeze()
@@ -125,14 +132,19 @@ def simulate(
     events = plane.controller.log if plane.controller else []
     return RunResult(
         spec.name, requests, trace.duration_s, list(events), cluster.num_loads, watch.elapsed_s,
-        assignments,
+        assignments, served,
     )  # fmt: skip
 
 
 def _install_first_plan(
     plane: ControlPlane, cluster: SimCluster, trace: Trace, spec: PolicySpec, s: SimSettings
 ) -> None:
-    """Static policies plan for the whole trace's mean rates; others for its first window."""
+    """Static policies plan for the whole trace's mean rates; others for its first window.
+    Without `first_plan`, every device starts on its family's most accurate variant."""
+    if not s.first_plan:
+        plane.current = {}
+        cluster.install(_most_accurate_everywhere(plane, trace))
+        return
     if spec.replan is Replan.STATIC or trace.duration_s <= s.start_window_s:
         rates = trace.mean_rates_rps()
     else:
@@ -141,6 +153,25 @@ def _install_first_plan(
     allocation = plane.solve(plane.build_problem(rates))
     plane.current = dict(allocation.assignment)
     cluster.install(split_of(allocation))
+
+
+def _most_accurate_everywhere(plane: ControlPlane, trace: Trace) -> dict[str, dict[Replica, float]]:
+    """The server's default plan: each family's best variant on every device it can run on
+    (devices shared evenly when several families could use them)."""
+    variants = list(plane.variants())
+    split: dict[str, dict[Replica, float]] = {}
+    for index, device in enumerate(plane.devices):
+        families = sorted({v.family for v in variants if device.device_type in v.latency_s})
+        families = [f for f in families if f in trace.families]
+        if not families:
+            continue
+        family = families[index % len(families)]
+        best = max(
+            (v for v in variants if v.family == family and device.device_type in v.latency_s),
+            key=lambda v: v.accuracy,
+        )
+        split.setdefault(family, {})[Replica(family, best.name, device.name)] = 1.0
+    return split
 
 
 def _max_slo(trace: Trace, model: ClusterModel) -> float:
@@ -155,6 +186,7 @@ def _replay(
     trace: Trace,
     model: ClusterModel,
     log: RequestLog,
+    served: list[tuple[float, str]],
 ) -> None:
     """Schedule the arrivals one after another (the heap holds one pending arrival)."""
     families = trace.families
@@ -181,6 +213,7 @@ def _replay(
                 late = outcome.finished_s > deadline
                 status = Status.LATE if late else Status.ON_TIME
                 log.record(index, now, status, accuracy[outcome.variant], outcome.finished_s)
+                served.append((now, outcome.variant))
             elif isinstance(outcome, DeadlineError):
                 log.record(index, now, Status.DROPPED)
             else:
