@@ -52,14 +52,22 @@ def test_python_snippets_run_and_classify_the_cat(server: Server) -> None:
 
 
 def test_bash_snippets_run(server: Server) -> None:
+    ran = set()
     for kind, code in snippets():
         if kind != "bash":
             continue
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", _localize(code, server)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=300, cwd=ROOT,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+        if "rheostat simulate" in code:  # the simulator's table, the oracle as its last row
+            ran.add("simulate")
+            assert done.stdout.strip().splitlines()[-1].startswith("| oracle bound |")
+            assert "| rheostat |" in done.stdout
+            continue
+        ran.add("curl")
         assert "200" in done.stdout
         assert '"variant":"digits.' in done.stdout
         assert '"slo_met":true' in done.stdout
+    assert ran == {"simulate", "curl"}

@@ -33,15 +33,12 @@ from rheostat.sim.metrics import (
     Requests,
     Status,
     Summary,
-    markdown_table,
-    plot_timelines,
     summarize,
     summarize_by_family,
     timeline,
     timeline_by_family,
-    write_csv,
-    write_summary_csv,
 )
+from rheostat.sim.report import markdown_table, plot_timelines, write_csv, write_summary_csv
 
 A, B = 0, 1
 ROWS = [

@@ -202,6 +202,12 @@ class DeadlineAwarePolicy:
         return BatchDecision(max(q, 1), None, drop)
 
 
+GOODPUT_GAIN = 1.5
+"""A head is skipped only for a batch that serves at least this many times more requests
+per second: where batching gains little (a CNN on one CPU core), dropping a request that
+could still make it buys nothing, and a re-plan or the degrade ladder will do better."""
+
+
 def _goodput_batch(
     live: Sequence[QueuedRequest],
     latency: LatencyModel,
@@ -216,12 +222,13 @@ def _goodput_batch(
     Under a backlog the head of the queue is always close to its deadline, so the largest
     batch that meets every deadline in it shrinks to one, the device's throughput collapses
     to its batch-1 rate and the backlog never clears (a metastable failure). Skipping the k
-    requests that keep the batch small restores full batches; the skipped ones are answered
+    requests that keep the batch small restores full batches (considered only when that
+    serves `GOODPUT_GAIN` times the requests per second); the skipped ones are answered
     at once. Each choice is scored by replaying the queue behind it in full batches
     (`_num_on_time`), so a head is skipped only when that serves more of the queue.
     """
     options = [(0, q)]
-    best_rate = q / latency.latency_s(max(q, 1))
+    best_rate = GOODPUT_GAIN * q / latency.latency_s(max(q, 1))
     for skip in range(1, len(live)):
         size = _largest_feasible(live[skip:], latency, now_s, cap, margin_s)
         if size and size / latency.latency_s(size) > best_rate:

@@ -14,20 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rheostat.sim.metrics import (
-    MetricRow,
-    Summary,
-    Timeline,
-    markdown_table,
-    plot_timelines,
-    summarize_by_family,
-    timeline,
-    write_csv,
-    write_summary_csv,
-)
+from rheostat.sim.metrics import Summary, Timeline, summarize_by_family, timeline
 from rheostat.sim.model import ClusterModel
 from rheostat.sim.oracle import OracleBound, oracle_bound
 from rheostat.sim.policies import PolicySpec
+from rheostat.sim.report import (
+    MetricRow,
+    markdown_table,
+    plot_timelines,
+    write_csv,
+    write_summary_csv,
+)
 from rheostat.sim.simulation import RunResult, SimSettings, simulate
 from rheostat.sim.traces import Trace
 
