@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 REPO ?= model_repository
 HTTP_PORT ?= 8000
 
-.PHONY: venv repository serve test test-fast check bench clean
+.PHONY: venv repository serve test test-fast check bench bench-sim clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ check: venv
 bench: repository
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python benchmarks/serving_overhead.py --model-repository $(REPO)
+
+# needs ../shared/data/proteus (Proteus' data: licensed for comparison only, not shipped)
+bench-sim: venv
+	$(BIN)/python benchmarks/proteus_compare.py
 
 clean:
 	rm -rf $(VENV) $(REPO) build

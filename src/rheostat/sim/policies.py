@@ -12,15 +12,25 @@ planner (`rheostat.planning.baselines`).
 | infaas | INFaaS scale up/down | all | every 10 s | deadline-aware | least loaded |
 | sommelier | MILP, placement fixed | all | every 10 s | deadline-aware | split |
 | proteus | MILP | all | every 10 s | deadline-aware | split |
-| rheostat | MILP | all | on shifts, SLO misses, 10 s | deadline-aware + margin | split + ladder |
+| rheostat | MILP | all | on shifts, SLO misses, 10 s | deadline-aware + goodput | split + ladder |
 
 Static plans are solved once for the trace's mean rates (Clipper is given that knowledge);
 the others start from a plan for the first 10 s of the trace. Proteus' published settings
 (`configs/zipf_exponential/*.json`): beta 1.05 (headroom 5 %), Sommelier beta 1.5, INFaaS
 slack 0.05 and down-scale slack 0.6, solve interval 10 s; its simulator plans on median (p50)
-latencies. rheostat plans on the tail latency (p90 of the profile), keeps 25 % headroom,
-follows bursts at once, re-plans when demand moves or SLOs slip, and lets a request fall
-back to another replica or a cheaper variant rather than miss its deadline.
+latencies, and its planner has no cost for changing a device's variant (1e-4 here, a tie
+breaker).
+
+rheostat, measured against these on Proteus' cluster and traces (benchmarks/proteus_compare.py):
+re-plans when a family's demand moves 15 %, when SLO violations pass 2 % or every 10 s
+(never within 1 s); plans 25 % headroom but prices it (`headroom_cost=1`: spare capacity buys
+accuracy first, so bursts do not cost accuracy for headroom's sake); weighs accuracy per
+request, as the metric does; charges 0.01 per device swap, because a model load takes a
+device out for a while; batches deadline-aware with a 5-ms margin and goodput shedding under
+backlog; and lets a request fall back to another replica or a cheaper variant rather than
+miss its deadline. Tried and dropped, because they cost more accuracy than they saved SLOs:
+planning on the p90 profile, jumping the demand estimate on 1-s bursts, and buying headroom
+before accuracy (`headroom_weight`).
 """
 
 from __future__ import annotations
