@@ -32,10 +32,6 @@ Split = dict[str, dict[Replica, float]]
 class PlanningSettings:
     headroom: float = 0.25
     """Capacity planned above the estimated rate (rates are estimates)."""
-    burst_sigmas: float = 0.0
-    """More capacity, in standard deviations of a Poisson second: k * sqrt(rate)."""
-    headroom_weight: float = 0.0
-    """> 0: the planner covers headroom before it buys accuracy (see `Problem`)."""
     headroom_cost: float = 0.0
     """> 0: headroom bought by downgrading variants is discounted (see `Problem`)."""
     swap_penalty: float = 1e-4
@@ -151,8 +147,6 @@ class ControlPlane:
             demand,
             current=current,
             headroom=self.settings.headroom,
-            burst_sigmas=self.settings.burst_sigmas,
-            headroom_weight=self.settings.headroom_weight,
             headroom_cost=self.settings.headroom_cost,
             swap_penalty=self.settings.swap_penalty,
             time_limit_s=self.settings.time_limit_s,

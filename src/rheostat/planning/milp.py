@@ -17,9 +17,7 @@ number of devices of type t running v now:
     u_f <= sum_{t, v in f} y[t,v]                   for every family f
     r[t,v] >= c[t,v] - n[t,v]                       for every (t, v) with c[t,v] > 0
 
-Stage 1 maximises the served score S = sum_f p_f u_f (+ headroom_weight * sum_f p_f * sum y
-when `Problem.headroom_weight` > 0: planned headroom then comes before accuracy). Stage 2
-adds S >= S1 (1 - 1e-6) - 1e-9
+Stage 1 maximises the served score S = sum_f p_f u_f. Stage 2 adds S >= S1 (1 - 1e-6) - 1e-9
 (`served_floor` of the stage-1 incumbent) and maximises the accuracy score
 
     sum_f sum_{t, v in f} a_v y[t,v] / max(R_f, eps)  -  swap_penalty * sum r[t,v]
@@ -228,14 +226,9 @@ def _served_row(problem: Problem, layout: _Layout, floor: float) -> Row:
 
 
 def _served_costs(problem: Problem, layout: _Layout) -> np.ndarray:
-    """Stage 1: priority-weighted served rps, plus `headroom_weight` of every planned rps
-    (headroom included) so that headroom is covered before accuracy is bought."""
     costs = np.zeros(layout.num_cols)
     for i, f in enumerate(layout.families):
         costs[layout.u(i)] = problem.demand_of(f).priority
-    if problem.headroom_weight > 0:
-        for k, (_, o) in enumerate(layout.pairs):
-            costs[layout.y(k)] = problem.headroom_weight * problem.demand_of(o.family).priority
     return costs
 
 

@@ -198,13 +198,7 @@ class Problem:
     variants: tuple[VariantSpec, ...]
     demand: tuple[FamilyDemand, ...]
     current: Mapping[str, VariantKey] = field(default_factory=dict)
-    headroom: float = 0.1  # plan capacity for rate * (1 + headroom) (+ burst_sigmas below)
-    # ... + burst_sigmas * sqrt(rate): arrivals in a second vary by about sqrt(rate) (more
-    # when bursty), so a 20-rps family needs far more relative headroom than a 500-rps one
-    burst_sigmas: float = 0.0
-    # > 0: the served score also counts planned rps up to the target at this weight, so
-    # headroom is bought before accuracy (0: headroom only competes in the accuracy score)
-    headroom_weight: float = 0.0
+    headroom: float = 0.1  # plan capacity for rate * (1 + headroom)
     # In the accuracy score each planned rps of a family counts `a_v - headroom_cost * a_min`
     # (a_min: the family's least accurate variant). Served rps are fixed by then, so this
     # only prices headroom: at 1, headroom bought by downgrading variants is worth nothing
@@ -226,10 +220,6 @@ class Problem:
             raise ValueError(f"headroom {self.headroom} must be >= 0")
         if not 0.0 <= self.headroom_cost <= 1.0:
             raise ValueError(f"headroom_cost {self.headroom_cost} must be in [0, 1]")
-        if not 0.0 <= self.headroom_weight < 1.0:
-            raise ValueError(f"headroom_weight {self.headroom_weight} must be in [0, 1)")
-        if not 0.0 <= self.burst_sigmas < math.inf:
-            raise ValueError(f"burst_sigmas {self.burst_sigmas} must be >= 0")
         if not 0.0 <= self.swap_penalty < math.inf:
             raise ValueError(f"swap_penalty {self.swap_penalty} must be >= 0")
         if not 0.0 < self.time_limit_s < math.inf:
@@ -266,9 +256,8 @@ class Problem:
         return next(d for d in self.demand if d.family == family)
 
     def target_rps(self, family: str) -> float:
-        """The rate to plan capacity for: rate * (1 + headroom) + burst_sigmas * sqrt(rate)."""
-        rate = self.demand_of(family).rate_rps
-        return rate * (1.0 + self.headroom) + self.burst_sigmas * math.sqrt(rate)
+        """The rate to plan capacity for: rate * (1 + headroom)."""
+        return self.demand_of(family).rate_rps * (1.0 + self.headroom)
 
     def device_counts(self) -> dict[str, int]:
         """Number of devices per type, in first-seen order."""
@@ -381,7 +370,7 @@ def objective(problem: Problem, allocation: Allocation) -> Objective:
     for dem in problem.demand:
         routes = allocation.split.get(dem.family, {})
         total = sum(routes.values())
-        served += dem.priority * (min(total, dem.rate_rps) + problem.headroom_weight * total)
+        served += dem.priority * min(total, dem.rate_rps)
         baseline = problem.accuracy_baseline(dem.family)
         weighted = sum(
             rps * (_accuracy_at(problem, allocation, d) - baseline) for d, rps in routes.items()
