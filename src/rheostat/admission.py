@@ -127,7 +127,7 @@ class Admission:
                 last = QueueFullError(
                     f"no variant of {family} can meet the deadline of "
                     f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "
-                    f"{[c.key for c in candidates]}",
+                    f"{[c.key for c in tried]}",
                     retry_after_s=queue.retry_after_s(),
                 )
                 continue

@@ -56,6 +56,11 @@ class ProfiledExecutor:
         self._ready = True
         self._in_flight: tuple[Timer, Callable[[BatchResult], None]] | None = None
 
+    def add_variant(self, key: str, profile: LatencyProfile, sigma: float = 0.0) -> None:
+        """Run batches of `key` at `profile`'s latency, spread by log-normal `sigma`."""
+        self.profiles = {**self.profiles, key: profile}
+        self.spread[key] = sigma
+
     @property
     def ready(self) -> bool:
         return self._ready

@@ -10,6 +10,7 @@ a re-plan.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,10 +129,8 @@ class SimCluster:
                 del self.loading[device]
             if target is None or target == self.loaded[device] or device in self.loading:
                 continue
-            timer = self.clock.call_at(
-                self.clock.now() + self.settings.load_time_s,
-                lambda d=device, r=target: self._finish_load(d, r),  # type: ignore[misc]
-            )
+            done = functools.partial(self._finish_load, device, target)
+            timer = self.clock.call_at(self.clock.now() + self.settings.load_time_s, done)
             self.loading[device] = (target, timer)
         self._publish()
 
@@ -147,8 +146,8 @@ class SimCluster:
         device_type = self.devices[device].device_type
         points = dict(variant.latency_s[device_type])
         executor = self.executors[device]
-        executor.profiles[replica.key] = LatencyProfile(points)  # type: ignore[index]
-        executor.spread[replica.key] = self.spread.get((*variant.key, device_type), 0.0)
+        sigma = self.spread.get((*variant.key, device_type), 0.0)
+        executor.add_variant(replica.key, LatencyProfile(points), sigma)
         queue = runner.replicas.get(replica.key)
         if queue is not None:  # switching back to a variant still draining: keep its queue
             queue.draining = False

@@ -100,7 +100,7 @@ def simulate(
     )
     assignments: list[tuple[float, dict[str, tuple[str, str] | None]]] = []
 
-    def apply_split(split: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    def apply_split(split: dict[str, dict[Replica, float]]) -> None:
         cluster.apply_split(split)
         assignments.append((clock.now(), plane.current.copy()))
 
