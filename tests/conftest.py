@@ -117,14 +117,22 @@ class Server:
     log: list[str]
     reader: threading.Thread | None = None
 
+    @property
+    def metrics_url(self) -> str | None:
+        """`http://host:port/metrics` as the server printed it (None: metrics off)."""
+        found = (re.search(r"metrics on (http://\S+/metrics)", line) for line in self.log)
+        return next((m.group(1) for m in found if m), None)
+
     def worker_pids(self) -> list[int]:
         children = psutil.Process(self.process.pid).children(recursive=True)
         return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
 
 
 def start_server(repo: Path, *args: str, ready_timeout_s: float = 120) -> Server:
+    metrics = [] if any(a in args for a in ("--metrics-port", "--no-metrics")) else [
+        "--metrics-port", "0"]  # fmt: skip
     command = [sys.executable, "-m", "rheostat", "serve", "--model-repository", str(repo),
-               "--http-port", "0", "--profile-repeats", "2", *args]  # fmt: skip
+               "--http-port", "0", "--profile-repeats", "2", *metrics, *args]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     log: list[str] = []
     port_found = threading.Event()

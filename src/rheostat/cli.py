@@ -73,6 +73,12 @@ def serve(
         Path | None,
         typer.Option(help="Per-app policies (YAML); default: apps.yaml in the repository."),
     ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus /metrics port (0: any free port).")
+    ] = 8002,
+    allow_metrics: Annotated[
+        bool, typer.Option("--allow-metrics/--no-metrics", help="Serve Prometheus metrics.")
+    ] = True,
 ) -> None:
     """Serve a model repository over the Open Inference Protocol (HTTP)."""
     import uvicorn
@@ -118,7 +124,22 @@ def serve(
         control = LiveControl(
             engine, PlannerName(planner), report=lambda line: console.print(line, highlight=False)
         )
-    server_app = create_app(engine, progress=progress, control=control)
+    from rheostat.monitoring import ServerMetrics, TimeSeries, serve_metrics
+
+    series = TimeSeries(engine.capacity_rps)
+    engine.monitors.append(series)
+    if allow_metrics:
+        metrics = ServerMetrics(engine, series)
+        engine.monitors.append(metrics)
+        if control is not None:
+            control.listeners.append(metrics.planned)
+        try:
+            bound = serve_metrics(metrics, config.host, metrics_port)
+        except OSError as exc:
+            console.print(f"[red]error:[/red] cannot bind metrics port {metrics_port}: {exc}")
+            raise typer.Exit(2) from None
+        console.print(f"rheostat: metrics on http://{config.host}:{bound}/metrics", highlight=False)
+    server_app = create_app(engine, progress=progress, control=control, series=series)
     server = uvicorn.Server(
         uvicorn.Config(
             server_app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5

@@ -28,7 +28,9 @@ from rheostat.errors import (
     NotReadyError,
     RequestError,
 )
+from rheostat.monitoring.record import RequestMonitor, RequestRecord, RequestStatus
 from rheostat.plan import Plan, Replica, default_plan
+from rheostat.planning.problem import BATCH_BUDGET_FRACTION
 from rheostat.profiler import batch_sizes_for, read_profile
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family, Repository, load_family
@@ -83,6 +85,7 @@ class Engine:
         self.loaded_versions: dict[str, int] = {}  # family.variant -> version
         self.stats = StatsBook()
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
+        self.monitors: list[RequestMonitor] = []  # metrics and the web page's series
         self.admission = Admission(self.clock, self.router, self.runners, self.profiles, self.stats)
 
     def _accuracies(self) -> dict[str, float]:
@@ -107,7 +110,7 @@ class Engine:
         worker = WorkerHandle(device)
         runner = DeviceRunner(device, self.clock, worker, self.admission.retry)
         worker.on_ready = runner.schedule
-        runner.on_batch = self.stats.record_batch
+        runner.on_batch = self._on_batch
         self.workers[device.name] = worker
         self.runners[device.name] = runner
         say(f"starting worker for {device.name}")
@@ -152,6 +155,24 @@ class Engine:
                 max_queue_size=batching.default_queue_policy.max_queue_size,
             )
         )
+
+    def capacity_rps(self, family: str) -> float:
+        """What the current plan can carry for `family`: per replica in its split, the best
+        `b / latency(b)` of the load-time profile whose latency fits half the SLO."""
+        fam = self.repository.families.get(family)
+        if fam is None:
+            return 0.0
+        budget_s = fam.config.slo_ms / 1e3 * BATCH_BUDGET_FRACTION
+        total = 0.0
+        for replica in self.plan.split.get(family, {}):
+            points = self.base_profiles.get(replica, {})
+            total += max((b / t for b, t in points.items() if t <= budget_s), default=0.0)
+        return total
+
+    def _on_batch(self, key: str, size: int, compute_s: float) -> None:
+        self.stats.record_batch(key, size, compute_s)
+        for monitor in self.monitors:
+            monitor.batch(key, size, compute_s)
 
     def _device(self, name: str) -> Device:
         return next(d for d in self.config.devices if d.name == name)
@@ -238,6 +259,54 @@ class Engine:
 
     # -- data plane -------------------------------------------------------------------------
     async def infer(
+        self,
+        family: Family,
+        variant: str | None,
+        payloads: Sequence[Payload],
+        options: RequestOptions,
+    ) -> InferOutcome:
+        if not self.monitors:
+            return await self._infer(family, variant, payloads, options)
+        arrival = self.clock.now()
+        try:
+            outcome = await self._infer(family, variant, payloads, options)
+        except RequestError as error:
+            self._report(family.name, len(payloads), arrival, error=error)
+            raise
+        self._report(family.name, len(payloads), arrival, outcome=outcome)
+        return outcome
+
+    def _report(
+        self,
+        family: str,
+        num_items: int,
+        arrival_s: float,
+        outcome: InferOutcome | None = None,
+        error: RequestError | None = None,
+    ) -> None:
+        now = self.clock.now()
+        if outcome is not None:
+            results = outcome.results
+            late = any(r.finished_s > outcome.deadline_s for r in results)
+            record = RequestRecord(
+                family, f"{outcome.family}.{outcome.variant}", num_items,
+                RequestStatus.LATE if late else RequestStatus.ON_TIME, arrival_s,
+                now - arrival_s, sum(r.queue_s for r in results) / len(results),
+                sum(r.compute_s for r in results) / len(results), outcome.accuracy,
+            )  # fmt: skip
+        else:
+            assert error is not None
+            status = {429: RequestStatus.SHED, 504: RequestStatus.DROPPED}.get(
+                error.http_status, RequestStatus.FAILED
+            )
+            record = RequestRecord(
+                family, "", num_items, status, arrival_s, now - arrival_s,
+                status_code=error.http_status,
+            )  # fmt: skip
+        for monitor in self.monitors:
+            monitor.finished(record)
+
+    async def _infer(
         self,
         family: Family,
         variant: str | None,

@@ -14,18 +14,22 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 import rheostat
 from rheostat.api import dataplane
 from rheostat.api.codec import HEADER_LENGTH_HEADER, decode_infer_request, encode_infer_response
+from rheostat.api.openapi import openapi_description
+from rheostat.clock import unix_time_s
 from rheostat.control.live import LiveControl
 from rheostat.engine import Engine, EngineState
 from rheostat.errors import (
@@ -35,9 +39,13 @@ from rheostat.errors import (
     QueueFullError,
     RequestError,
 )
+from rheostat.monitoring import TimeSeries
 from rheostat.repository.loader import Family
 
 __all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+"""The web page's files (dashboard.html and what it loads)."""
 
 log = logging.getLogger("rheostat.api")
 
@@ -71,9 +79,44 @@ def _guard(handler: Handler) -> Handler:
 
 
 class OipApi:
-    def __init__(self, engine: Engine, control: LiveControl | None = None) -> None:
+    def __init__(
+        self, engine: Engine, control: LiveControl | None = None, series: TimeSeries | None = None
+    ) -> None:
         self.engine = engine
         self.control = control
+        self.series = series or TimeSeries(engine.capacity_rps)
+        if self.series not in engine.monitors:
+            engine.monitors.append(self.series)
+
+    async def timeseries(self, request: Request) -> Response:
+        """rheostat's own: per-second demand, capacity, served, accuracy and SLO attainment
+        per family, the plan and recent plan changes (the web page polls this)."""
+        engine = self.engine
+        offset = unix_time_s() - engine.clock.now()
+        data = self.series.snapshot(engine.clock.now(), offset)
+        serving: dict[str, str | None] = {d.name: None for d in engine.config.devices}
+        for weights in engine.plan.split.values():
+            for replica, weight in weights.items():
+                if weight > 0:
+                    serving[replica.device] = replica.key
+        data["plan"] = serving
+        events = self.control.status()["events"] if self.control is not None else []
+        data["events"] = [
+            {**e, "time": e["time_s"] + offset} for e in events if e.get("status") != "solving"
+        ]
+        return _json(data)
+
+    async def dashboard(self, request: Request) -> Response:
+        page = STATIC / "dashboard.html"
+        if not page.is_file():
+            return _json({"error": "the web page is not installed"}, 404)
+        return FileResponse(page, media_type="text/html")
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/dashboard")
+
+    async def openapi(self, request: Request) -> Response:
+        return _json(openapi_description())
 
     async def plan(self, request: Request) -> Response:
         """rheostat's own: the current plan (split per family) and the controller's log."""
@@ -256,7 +299,7 @@ def _header_length(request: Request) -> int | None:
     return int(value)
 
 
-def _routes(api: OipApi) -> list[Route]:
+def _routes(api: OipApi) -> list[BaseRoute]:
     model = "/v2/models/{model}"
     versioned = model + "/versions/{version}"
     table: list[tuple[str, Handler, str]] = [
@@ -266,6 +309,10 @@ def _routes(api: OipApi) -> list[Route]:
         ("/v2/models/stats", api.statistics, "GET"),
         ("/v2/repository/index", api.repository_index, "POST"),
         ("/rheostat/plan", api.plan, "GET"),
+        ("/rheostat/timeseries", api.timeseries, "GET"),
+        ("/dashboard", api.dashboard, "GET"),
+        ("/", api.home, "GET"),
+        ("/openapi.json", api.openapi, "GET"),
         ("/v2/repository/models/{model}/load", api.repository_load, "POST"),
         ("/v2/repository/models/{model}/unload", api.repository_unload, "POST"),
     ]
@@ -276,7 +323,11 @@ def _routes(api: OipApi) -> list[Route]:
             (prefix + "/infer", api.infer, "POST"),
             (prefix + "/stats", api.statistics, "GET"),
         ]
-    return [Route(path, _guard(handler), methods=[method]) for path, handler, method in table]
+    routes: list[BaseRoute] = [
+        Route(path, _guard(handler), methods=[method]) for path, handler, method in table
+    ]
+    routes.append(Mount("/static", StaticFiles(directory=STATIC, check_dir=False)))
+    return routes
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -297,6 +348,7 @@ def create_app(
     manage_engine: bool = True,
     progress: Callable[[str], None] | None = None,
     control: LiveControl | None = None,
+    series: TimeSeries | None = None,
 ) -> Starlette:
     """The ASGI app; with `manage_engine` it starts and stops the engine with the server."""
 
@@ -321,7 +373,7 @@ def create_app(
                 await engine.stop()
 
     return Starlette(
-        routes=_routes(OipApi(engine, control)),
+        routes=_routes(OipApi(engine, control, series)),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )

@@ -93,6 +93,7 @@ class ControlPlane:
         self.report = report
         self.current: dict[str, tuple[str, str] | None] = {}
         self.controller: Controller | None = None
+        self.listeners: list[Callable[[Allocation, bool], None]] = []  # (plan, changed)
         self._answered = 0
         self._late = 0
 
@@ -155,8 +156,11 @@ class ControlPlane:
         )
 
     def apply(self, allocation: Allocation) -> None:
-        if self.report is not None and allocation.assignment != self.current:
+        changed = allocation.assignment != self.current
+        if self.report is not None and changed:
             self.report(self._describe(allocation))
+        for listener in self.listeners:
+            listener(allocation, changed)
         self.current = dict(allocation.assignment)
         self.apply_split(split_of(allocation))
 
@@ -182,6 +186,11 @@ class ControlPlane:
                     "reason": e.reason,
                     "rates_rps": e.rates_rps,
                     "solve_time_s": e.allocation.solve_time_s if e.allocation else None,
+                    "assignment": {
+                        d: ".".join(k) if k else None for d, k in e.allocation.assignment.items()
+                    }
+                    if e.allocation
+                    else None,
                     "status": e.allocation.status if e.allocation else "solving",
                 }
                 for e in events

@@ -1,0 +1,124 @@
+"""The OpenAPI 3 description of rheostat's HTTP API (served at `GET /openapi.json`).
+
+It describes the Open Inference Protocol v2 endpoints as KServe's specification defines
+them (health, metadata, infer with JSON tensors, statistics, repository control) plus
+rheostat's own (`/rheostat/plan`, `/rheostat/timeseries`). Fuzzers (schemathesis) generate
+requests from it; every error answer is `{"error": "..."}` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rheostat
+
+__all__ = ["openapi_description"]
+
+DATATYPES = [
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_PARAMETERS = {"type": "object", "additionalProperties": True}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string", "enum": DATATYPES},
+        "parameters": _PARAMETERS,
+        "data": {"type": "array", "items": {}},
+    },
+}
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": _PARAMETERS,
+        "inputs": {"type": "array", "items": _TENSOR},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": _PARAMETERS},
+            },
+        },
+    },
+}
+_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _answers(ok: str, *errors: int) -> dict[str, Any]:
+    answers: dict[str, Any] = {"200": {"description": ok}}
+    for status in errors:
+        answers[str(status)] = {
+            "description": "error",
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+    return answers
+
+
+def _get(summary: str, *errors: int, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params or [],
+            "responses": _answers(summary, *errors),
+        }
+    }
+
+
+def _infer(params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": "Run inference (JSON tensors; binary tensors per the extension)",
+            "parameters": params,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _INFER_REQUEST}},
+            },
+            "responses": _answers("inference result", 400, 404, 413, 429, 503, 504),
+        }
+    }
+
+
+def _post(summary: str, *errors: int, params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "post": {"summary": summary, "parameters": params, "responses": _answers(summary, *errors)}
+    }
+
+
+def openapi_description() -> dict[str, Any]:
+    model, versioned = "/v2/models/{model}", "/v2/models/{model}/versions/{version}"
+    both = [_MODEL, _VERSION]
+    paths: dict[str, Any] = {
+        "/v2/health/live": _get("server is live"),
+        "/v2/health/ready": _get("server is ready", 503),
+        "/v2": _get("server metadata"),
+        model: _get("model metadata", 404, params=[_MODEL]),
+        versioned: _get("model metadata", 400, 404, params=both),
+        f"{model}/ready": _get("model ready", 404, 503, params=[_MODEL]),
+        f"{versioned}/ready": _get("model ready", 400, 404, 503, params=both),
+        f"{model}/infer": _infer([_MODEL]),
+        f"{versioned}/infer": _infer(both),
+        f"{model}/stats": _get("inference statistics", 404, params=[_MODEL]),
+        "/v2/repository/index": _post("repository index", params=[]),
+        "/v2/repository/models/{model}/load": _post("load a model", 400, 404, params=[_MODEL]),
+        "/v2/repository/models/{model}/unload": _post("unload a model", 404, params=[_MODEL]),
+        "/rheostat/plan": _get("current plan, controller log and profiles"),
+        "/rheostat/timeseries": _get("per-second series for the web page"),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "rheostat (Open Inference Protocol v2)",
+            "version": rheostat.__version__,
+            "description": "KServe v2 inference protocol, plus rheostat's plan and series.",
+        },
+        "paths": paths,
+    }
