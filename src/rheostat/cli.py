@@ -193,6 +193,85 @@ def profile(
 
 
 @app.command()
+def perf(
+    model_name: Annotated[
+        str, typer.Option("-m", "--model-name", help="Model to measure (family or family.variant).")
+    ],
+    url: Annotated[
+        str, typer.Option("-u", "--url", help="Base URL of any OIP server (rheostat, Triton).")
+    ] = "http://localhost:8000",
+    concurrency_range: Annotated[
+        str | None,
+        typer.Option(help="Closed loop, requests in flight: START[:END[:STEP]] (default 1)."),
+    ] = None,
+    request_rate_range: Annotated[
+        str | None, typer.Option(help="Open loop instead, req/s: START[:END[:STEP]].")
+    ] = None,
+    request_distribution: Annotated[
+        str, typer.Option(help="Open-loop arrivals: constant or poisson.")
+    ] = "constant",
+    measurement_interval_s: Annotated[
+        float, typer.Option(help="Length of one measurement window.")
+    ] = 5.0,
+    warmup_s: Annotated[float, typer.Option(help="Load before measuring each level.")] = 0.5,
+    percentile: Annotated[
+        float, typer.Option(help="Latency percentile for stability and the plot.")
+    ] = 99.0,
+    binary: Annotated[
+        bool, typer.Option("--binary/--json", help="Binary tensor extension, or plain JSON.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option("-b", "--batch-size")] = 1,
+    input_data: Annotated[str, typer.Option(help="random or zero.")] = "random",
+    shape: Annotated[
+        list[str] | None, typer.Option(help="NAME:D1,D2,... for variable dims (repeatable).")
+    ] = None,
+    input_name: Annotated[
+        list[str] | None, typer.Option("--input", help="Send only this input (repeatable).")
+    ] = None,
+    stability_percentage: Annotated[
+        float | None, typer.Option(help="Repeat windows until 3 agree within this %.")
+    ] = None,
+    max_trials: Annotated[int, typer.Option(help="Most windows per level when stabilising.")] = 10,
+    max_connections: Annotated[int, typer.Option(help="Connection pool of an open loop.")] = 256,
+    timeout_s: Annotated[float, typer.Option(help="Per-request timeout.")] = 30.0,
+    csv: Annotated[Path | None, typer.Option(help="Write one CSV row per level.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write throughput vs latency (PNG).")] = None,
+) -> None:
+    """Measure a model's throughput and latency under load, level by level (perf_analyzer)."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from rheostat import perf as kit
+    from rheostat.clock import WallClock
+
+    with _user_errors():
+        distribution = kit.choice(kit.Distribution, request_distribution, "--request-distribution")
+        loads = kit.build_loads(concurrency_range, request_rate_range, distribution)
+        measurement = kit.Measurement(
+            measurement_interval_s, warmup_s, percentile, stability_percentage, max_trials
+        )
+        target = kit.Target(
+            url, model_name, binary, batch_size,
+            kit.choice(kit.InputData, input_data, "--input-data"), tuple(shape or ()),
+            tuple(input_name or ()), timeout_s, max_connections,
+        )  # fmt: skip
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            run = kit.run_perf(target, loads, measurement, WallClock(), kit.ProgressBar(bar))
+            results = asyncio.run(run)
+    Console().print(kit.summary_table(results, measurement.percentiles))
+    for line in kit.notes(results):
+        console.print(f"  {line}", markup=False)
+    if csv is not None:
+        kit.write_csv(csv, results, measurement.percentiles)
+    if plot is not None:
+        kit.write_plot(plot, results, measurement.percentile, f"{model_name} at {target.base_url}")
+    if not any(result.num_ok for result in results):
+        console.print("[red]error:[/red] no request succeeded at any level")
+        raise typer.Exit(1)
+
+
+@app.command()
 def simulate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML (cluster, trace, policies).")],
     policy: Annotated[

@@ -276,6 +276,11 @@ class Engine:
         self._report(family.name, len(payloads), arrival, outcome=outcome)
         return outcome
 
+    def report_error(self, family: str, error: RequestError) -> None:
+        """A request for `family` refused before it reached the engine (bad input)."""
+        if self.monitors:
+            self._report(family, 1, self.clock.now(), error=error)
+
     def _report(
         self,
         family: str,

@@ -116,7 +116,12 @@ class OipApi:
         return RedirectResponse("/dashboard")
 
     async def openapi(self, request: Request) -> Response:
-        return _json(openapi_description())
+        families = self.engine.repository.families.values()
+        models = [f.name for f in families] + [
+            f"{f.name}.{v}" for f in families for v in f.versions
+        ]
+        versions = sorted({str(v) for f in families for vs in f.versions.values() for v in vs})
+        return _json(openapi_description(models, versions))
 
     async def plan(self, request: Request) -> Response:
         """rheostat's own: the current plan (split per family) and the controller's log."""
@@ -210,18 +215,21 @@ class OipApi:
     # -- inference --------------------------------------------------------------------------
     async def infer(self, request: Request) -> Response:
         name, family, variant = self._model(request)
-        body = await self._body(request)
-        header_length = _header_length(request)
         limits = self.engine.config
-        decoded = decode_infer_request(
-            body,
-            header_length=header_length,
-            max_body_bytes=limits.max_request_bytes,
-            max_elements=limits.max_tensor_elements,
-        )
-        dataplane.check_outputs(family, decoded)
-        payloads = dataplane.to_payloads(family, variant, decoded, limits.max_image_pixels)
-        options = dataplane.to_options(decoded, family, self.engine.config.apps)
+        try:
+            body = await self._body(request)
+            decoded = decode_infer_request(
+                body,
+                header_length=_header_length(request),
+                max_body_bytes=limits.max_request_bytes,
+                max_elements=limits.max_tensor_elements,
+            )
+            dataplane.check_outputs(family, decoded)
+            payloads = dataplane.to_payloads(family, variant, decoded, limits.max_image_pixels)
+            options = dataplane.to_options(decoded, family, self.engine.config.apps)
+        except RequestError as error:  # a bad request for a known model: a failure to count
+            self.engine.report_error(family.name, error)
+            raise
         outcome = await self.engine.infer(family, variant, payloads, options)
         response = dataplane.build_response(name, family, decoded, outcome)
         binary = dataplane.binary_outputs(decoded, response)

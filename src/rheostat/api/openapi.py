@@ -8,6 +8,7 @@ requests from it; every error answer is `{"error": "..."}` with a 4xx status.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import rheostat
@@ -49,8 +50,6 @@ _INFER_REQUEST = {
         },
     },
 }
-_MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _answers(ok: str, *errors: int) -> dict[str, Any]:
@@ -93,23 +92,34 @@ def _post(summary: str, *errors: int, params: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def openapi_description() -> dict[str, Any]:
+def _path_parameter(name: str, values: Sequence[str]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if values:
+        schema["enum"] = list(values)
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def openapi_description(models: Sequence[str] = (), versions: Sequence[str] = ()) -> dict[str, Any]:
+    """The description; `models` and `versions` list what this server serves (so clients
+    and fuzzers know the valid path parameters)."""
+    name = _path_parameter("model", models)
+    version = _path_parameter("version", versions)
     model, versioned = "/v2/models/{model}", "/v2/models/{model}/versions/{version}"
-    both = [_MODEL, _VERSION]
+    both = [name, version]
     paths: dict[str, Any] = {
         "/v2/health/live": _get("server is live"),
         "/v2/health/ready": _get("server is ready", 503),
         "/v2": _get("server metadata"),
-        model: _get("model metadata", 404, params=[_MODEL]),
+        model: _get("model metadata", 404, params=[name]),
         versioned: _get("model metadata", 400, 404, params=both),
-        f"{model}/ready": _get("model ready", 404, 503, params=[_MODEL]),
+        f"{model}/ready": _get("model ready", 404, 503, params=[name]),
         f"{versioned}/ready": _get("model ready", 400, 404, 503, params=both),
-        f"{model}/infer": _infer([_MODEL]),
+        f"{model}/infer": _infer([name]),
         f"{versioned}/infer": _infer(both),
-        f"{model}/stats": _get("inference statistics", 404, params=[_MODEL]),
+        f"{model}/stats": _get("inference statistics", 404, params=[name]),
         "/v2/repository/index": _post("repository index", params=[]),
-        "/v2/repository/models/{model}/load": _post("load a model", 400, 404, params=[_MODEL]),
-        "/v2/repository/models/{model}/unload": _post("unload a model", 404, params=[_MODEL]),
+        "/v2/repository/models/{model}/load": _post("load a model", 400, 404, params=[name]),
+        "/v2/repository/models/{model}/unload": _post("unload a model", 404, params=[name]),
         "/rheostat/plan": _get("current plan, controller log and profiles"),
         "/rheostat/timeseries": _get("per-second series for the web page"),
     }
