@@ -23,6 +23,7 @@ serve: repository
 	$(BIN)/rheostat serve --model-repository $(REPO) --http-port $(HTTP_PORT)
 
 test: repository
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	RHEOSTAT_TEST_REPOSITORY=$(abspath $(REPO)) $(BIN)/python -m pytest
 
 check: venv

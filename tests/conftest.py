@@ -212,9 +212,12 @@ def drive(
     seconds: float,
     offset_s: float,
     log: list[tuple[float, int, str]],
+    details: list[tuple[float, int, float, str | None, float | None]] | None = None,
 ) -> None:
     """Open-loop load: one image request to `family` every 1/rate seconds, whatever the
-    answers. Logs (offset_s + intended send time, HTTP status, served `family.variant`)."""
+    answers. Logs (offset_s + intended send time, HTTP status, served `family.variant`);
+    `details` also gets (send time, status, latency in s, Retry-After header, the
+    server's own arrival-to-answer time in s)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rheostat.api.codec import decode_infer_response, encode_infer_request
@@ -228,16 +231,22 @@ def drive(
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=url, timeout=30)
             clients.append(local.client)
+        sent = time.monotonic()
         r = local.client.post(f"/v2/models/{family}/infer", content=body, headers=headers)
-        variant = ""
+        latency = time.monotonic() - sent
+        variant, server_s = "", None
         if r.status_code == 200:
             length = r.headers.get("Inference-Header-Content-Length")
             response = decode_infer_response(r.content, int(length) if length else None)
             variant = str(response.parameters["variant"])
+            server_s = float(response.parameters["total_ms"]) / 1e3
+        if details is not None:
+            retry = r.headers.get("retry-after")
+            details.append((offset_s + intended_s, r.status_code, latency, retry, server_s))
         log.append((offset_s + intended_s, r.status_code, variant))
 
     start = time.monotonic()
-    with ThreadPoolExecutor(32) as pool:
+    with ThreadPoolExecutor(64) as pool:
         for i in range(int(rate_rps * seconds)):
             intended = i / rate_rps
             delay = start + intended - time.monotonic()

@@ -41,7 +41,7 @@ from rheostat.perf import (
     percentile_of,
     summarize,
 )
-from rheostat.perf.request import read_inputs
+from rheostat.perf.request import parse_request_parameter, read_inputs
 
 # ---------------------------------------------------------------------------- ranges
 
@@ -148,7 +148,10 @@ def test_alternative_inputs_prefer_numeric_data() -> None:
 @pytest.mark.parametrize("binary", [True, False])
 def test_target_encodes_valid_requests(binary: bool) -> None:
     metadata = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]}
-    call = Target("localhost:8000", "digits", binary=binary, batch_size=3).encode(metadata)
+    target = Target(
+        "localhost:8000", "digits", binary, 3, parameters=("slo_ms:200:int", "app:a:b:string")
+    )
+    call = target.encode(metadata)
     assert call.path == "/v2/models/digits/infer"
     length = call.headers.get("Inference-Header-Content-Length")
     request = decode_infer_request(
@@ -161,13 +164,25 @@ def test_target_encodes_valid_requests(binary: bool) -> None:
     assert (tensor.name, tensor.datatype, tensor.shape) == ("input", "FP32", (3, 64))
     assert tensor.data.min() >= 0 and tensor.data.max() < 16
     assert request.binary_data_output is binary
+    assert request.parameters == {"slo_ms": 200, "app": "a:b"}
+
+
+def test_request_parameters_need_a_name_a_value_and_a_type() -> None:
+    assert parse_request_parameter("x:0.5:float") == ("x", 0.5)
+    assert parse_request_parameter("pin:true:bool") == ("pin", True)
+    for bad in ("slo_ms:200", "slo_ms:fast:int", ":1:int", "x:yes:bool", "x"):
+        with pytest.raises(
+            ValueError, match=f"--request-parameter '{bad}': expected NAME:VALUE:TYPE"
+        ):
+            Target("u", "m", parameters=(bad,))
 
 
 # ---------------------------------------------------------------------------- summaries
 
 
 def ok(sent_s: float, latency_ms: float, variant: str = "m.big") -> Sample:
-    params = {"variant": variant, "queue_ms": 1.0, "compute_ms": 3.0, "slo_met": latency_ms < 90}
+    params = {"variant": variant, "queue_ms": 1.0, "compute_ms": 3.0, "total_ms": 4.5}
+    params["slo_met"] = latency_ms < 90
     return Sample(sent_s, sent_s + latency_ms / 1e3, 200, parameters=params)
 
 
@@ -204,7 +219,7 @@ def test_summary_of_a_fixed_list() -> None:
         504: "deadline",
     }
     assert result.retry_after_share == 0.5
-    assert (result.queue_ms, result.compute_ms) == (1.0, 3.0)
+    assert (result.queue_ms, result.compute_ms, result.total_ms) == (1.0, 3.0, 4.5)
     assert result.slo_met_share == 0.89
     assert result.variants == {"m.big": 0.75, "m.small": 0.25}
 
@@ -247,7 +262,8 @@ def test_csv_row_and_notes() -> None:
         "throughput_infer_per_s": "100.000", "latency_avg_ms": "50.500",
         "latency_p50_ms": "50.000", "latency_p99_ms": "99.000", "num_429": "2",
         "retry_after_share": "0.5000", "num_other_errors": "2", "errors": "0:1;429:2;504:1",
-        "server_queue_ms": "1.000", "server_compute_ms": "3.000", "slo_met_share": "0.8900",
+        "server_queue_ms": "1.000", "server_compute_ms": "3.000", "server_total_ms": "4.500",
+        "slo_met_share": "0.8900",
         "variants": "m.big:0.7500;m.small:0.2500", "stable": "",
     }  # fmt: skip
     assert notes([result]) == [
@@ -257,6 +273,8 @@ def test_csv_row_and_notes() -> None:
         "150/s: 429: queue full",
         "150/s: 504: deadline",
     ]
+    on_time = summarize(fixed_samples(), 10.0, 11.0, OpenLoop(110.0), 1)  # 105 sent: Poisson noise
+    assert not any("client sent only" in line for line in notes([on_time]))
 
 
 def test_arrival_offsets() -> None:

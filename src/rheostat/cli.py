@@ -231,6 +231,10 @@ def perf(
     stability_percentage: Annotated[
         float | None, typer.Option(help="Repeat windows until 3 agree within this %.")
     ] = None,
+    request_parameter: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME:VALUE:TYPE sent in every request (e.g. slo_ms:200:int)."),
+    ] = None,
     max_trials: Annotated[int, typer.Option(help="Most windows per level when stabilising.")] = 10,
     max_connections: Annotated[int, typer.Option(help="Connection pool of an open loop.")] = 256,
     timeout_s: Annotated[float, typer.Option(help="Per-request timeout.")] = 30.0,
@@ -254,7 +258,7 @@ def perf(
         target = kit.Target(
             url, model_name, binary, batch_size,
             kit.choice(kit.InputData, input_data, "--input-data"), tuple(shape or ()),
-            tuple(input_name or ()), timeout_s, max_connections,
+            tuple(input_name or ()), timeout_s, max_connections, tuple(request_parameter or ()),
         )  # fmt: skip
         with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
             run = kit.run_perf(target, loads, measurement, WallClock(), kit.ProgressBar(bar))

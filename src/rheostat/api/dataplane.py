@@ -255,6 +255,7 @@ def build_response(
         "device": outcome.results[0].device,
         "queue_ms": round(max(r.queue_s for r in outcome.results) * 1e3, 3),
         "compute_ms": round(max(r.compute_s for r in outcome.results) * 1e3, 3),
+        "total_ms": round((finished - outcome.arrival_s) * 1e3, 3),
         "slo_ms": round((outcome.deadline_s - outcome.arrival_s) * 1e3, 3),
         "slo_met": bool(finished <= outcome.deadline_s),
     }

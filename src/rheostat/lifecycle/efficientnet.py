@@ -353,6 +353,9 @@ def efficientnet_family_config(variants: dict[str, VariantConfig]) -> FamilyConf
             max_queue_delay_microseconds=5000,
             preferred_batch_size=(4, 8),
             default_queue_policy=QueuePolicy(max_queue_size=64),
+            # batches of 60-250 ms on a core shared with the front end vary by a few
+            # percent: keep 10 ms before a deadline so admitted requests finish in time
+            latency_margin_microseconds=10_000,
         ),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def csv_row(result: LevelResult, percentiles: Sequence[float]) -> dict[str, str]
         "errors": ";".join(f"{status}:{n}" for status, n in result.errors.items()),
         "server_queue_ms": _ms(result.queue_ms),
         "server_compute_ms": _ms(result.compute_ms),
+        "server_total_ms": _ms(result.total_ms),
         "slo_met_share": _share(result.slo_met_share),
         "variants": ";".join(f"{name}:{share:.4f}" for name, share in result.variants.items()),
         "stable": "" if result.stable is None else str(result.stable).lower(),
@@ -65,6 +67,10 @@ def write_csv(path: Path, results: Sequence[LevelResult], percentiles: Sequence[
         writer.writerows(rows)
 
 
+def _percent(share: float) -> str:
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
+
+
 def _errors_cell(result: LevelResult) -> str:
     cells = []
     for status, n in result.errors.items():
@@ -75,9 +81,10 @@ def _errors_cell(result: LevelResult) -> str:
 
 
 def _server_cell(result: LevelResult) -> str:
-    if result.queue_ms is None and result.compute_ms is None:
-        return ""
-    return f"{_ms(result.queue_ms) or '-'} / {_ms(result.compute_ms) or '-'}"
+    split = (result.queue_ms, result.compute_ms, result.total_ms)
+    return (
+        "" if split == (None,) * 3 else " / ".join("-" if v is None else f"{v:.2f}" for v in split)
+    )
 
 
 def summary_table(results: Sequence[LevelResult], percentiles: Sequence[float]) -> Table:
@@ -86,7 +93,7 @@ def summary_table(results: Sequence[LevelResult], percentiles: Sequence[float]) 
     table = Table(title=f"{'concurrency' if mode == 'concurrency' else 'request rate'} sweep")
     columns = ["concurrency" if mode == "concurrency" else "rate", "infer/s"]
     columns += [f"{_pct_name(p)} ms" for p in percentiles] + ["avg ms", "errors"]
-    for column in [*columns, "server queue / compute ms", "SLO met", "variants"]:
+    for column in [*columns, "server queue / compute / total ms", "SLO met", "variants"]:
         table.add_column(column, justify="left" if column == "variants" else "right")
     for r in results:
         table.add_row(
@@ -94,9 +101,15 @@ def summary_table(results: Sequence[LevelResult], percentiles: Sequence[float]) 
             *[f"{r.latency_ms[p]:.2f}" if p in r.latency_ms else "-" for p in percentiles],
             f"{r.mean_ms:.2f}" if r.mean_ms is not None else "-", _errors_cell(r),
             _server_cell(r), "" if r.slo_met_share is None else f"{r.slo_met_share:.0%}",
-            ", ".join(f"{n.split('.', 1)[-1]} {s:.0%}" for n, s in r.variants.items()),
+            ", ".join(f"{n.split('.', 1)[-1]} {_percent(s)}" for n, s in r.variants.items()),
         )  # fmt: skip
     return table
+
+
+def _fell_behind(result: LevelResult) -> bool:
+    """Sent under 90 % of the rate, beyond two standard deviations of Poisson noise."""
+    expected = result.level * result.window_s
+    return result.num_sent < _SHORTFALL * expected - 2 * math.sqrt(expected)
 
 
 def notes(results: Sequence[LevelResult]) -> list[str]:
@@ -104,11 +117,11 @@ def notes(results: Sequence[LevelResult]) -> list[str]:
     loops whose client fell behind its schedule (their latencies understate the load)."""
     lines = []
     for r in results:
-        sent_rps = r.num_sent / r.window_s if r.window_s > 0 else 0.0
-        if r.mode == "request_rate" and sent_rps < _SHORTFALL * r.level:
+        if r.mode == "request_rate" and _fell_behind(r):
             lines.append(
-                f"{r.label}: the client sent only {sent_rps:.1f} req/s; it cannot keep up (CPU "
-                "bound, or --max-connections too small), so this level is not the rate asked"
+                f"{r.label}: the client sent only {r.num_sent / r.window_s:.1f} req/s; it cannot "
+                "keep up (CPU bound, or --max-connections too small), so this level is not the "
+                "rate asked"
             )
         lines += [f"{r.label}: {s or 'no answer'}: {m}" for s, m in r.error_examples.items()]
     return lines

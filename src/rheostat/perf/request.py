@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "Target",
     "concrete_shape",
     "make_tensor",
+    "parse_request_parameter",
     "parse_shape",
     "read_inputs",
 ]
@@ -87,6 +89,32 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def _flag(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(text)
+    return text == "true"
+
+
+_PARAMETER_TYPES: dict[str, Callable[[str], Any]] = {
+    "int": int, "float": float, "bool": _flag, "string": str,
+}  # fmt: skip
+
+
+def parse_request_parameter(text: str) -> tuple[str, Any]:
+    """`NAME:VALUE:TYPE` (perf_analyzer's --request-parameter; TYPE int, float, bool or
+    string), e.g. `slo_ms:200:int`, sent in the request's `parameters`."""
+    name, _, rest = text.partition(":")
+    value, _, kind = rest.rpartition(":")
+    convert = _PARAMETER_TYPES.get(kind)
+    with contextlib.suppress(ValueError):
+        if name and convert is not None:
+            return name, convert(value)
+    raise ValueError(
+        f"--request-parameter {text!r}: expected NAME:VALUE:TYPE with TYPE one of "
+        f"{', '.join(_PARAMETER_TYPES)}, e.g. slo_ms:200:int"
+    )
+
+
 def concrete_shape(
     spec: InputSpec, batch_size: int, overrides: Mapping[str, tuple[int, ...]]
 ) -> tuple[int, ...]:
@@ -99,24 +127,29 @@ def concrete_shape(
             f"--batch-size {batch_size}: input {spec.name!r} of shape {list(spec.shape)} has "
             "no batch dimension (-1 first); use --batch-size 1"
         )
-    given = overrides.get(spec.name)
+    dims = _fixed_dims(spec, dims, overrides.get(spec.name))
+    return (batch_size, *dims) if batched else dims
+
+
+def _fixed_dims(
+    spec: InputSpec, dims: tuple[int, ...], given: tuple[int, ...] | None
+) -> tuple[int, ...]:
     if given is not None:
-        if len(given) != len(dims) or any(
-            d not in (-1, g) for d, g in zip(dims, given, strict=True)
-        ):
+        same_rank = len(given) == len(dims)
+        if not same_rank or any(d not in (-1, g) for d, g in zip(dims, given, strict=True)):
             raise ValueError(
                 f"--shape {spec.name}:{','.join(map(str, given))} does not fit the declared "
                 f"dimensions {list(dims)}"
             )
-        dims = given
-    elif -1 in dims:
-        if spec.datatype != "UINT8" or len(dims) != 3:
-            raise ValueError(
-                f"input {spec.name!r} has variable dimensions {list(spec.shape)}; give them "
-                f"with --shape {spec.name}:D1,D2,..."
-            )
-        dims = tuple(IMAGE_SIDE if d == -1 else d for d in dims)
-    return (batch_size, *dims) if batched else dims
+        return given
+    if -1 not in dims:
+        return dims
+    if spec.datatype != "UINT8" or len(dims) != 3:
+        raise ValueError(
+            f"input {spec.name!r} has variable dimensions {list(spec.shape)}; give them "
+            f"with --shape {spec.name}:D1,D2,..."
+        )
+    return tuple(IMAGE_SIDE if d == -1 else d for d in dims)
 
 
 def make_tensor(
@@ -162,12 +195,19 @@ class Target:
     inputs: tuple[str, ...] = ()  # send only these inputs (default: every input name)
     timeout_s: float = 30.0
     max_connections: int = 256  # connection pool of an open loop
+    parameters: tuple[str, ...] = ()  # --request-parameter NAME:VALUE:TYPE
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: expected 1 or more")
         if self.timeout_s <= 0 or self.max_connections < 1:
             raise ValueError("--timeout-s and --max-connections must be positive")
+        self.request_parameters()  # bad flags fail before any request
+        for text in self.shapes:
+            parse_shape(text)
+
+    def request_parameters(self) -> dict[str, Any]:
+        return dict(parse_request_parameter(text) for text in self.parameters)
 
     @property
     def base_url(self) -> str:
@@ -183,6 +223,9 @@ class Target:
             for s in read_inputs(metadata, self.inputs)
         ]  # fmt: skip
         body, headers = encode_infer_request(
-            tensors, binary=self.binary, binary_data_output=self.binary
+            tensors,
+            binary=self.binary,
+            binary_data_output=self.binary,
+            parameters=self.request_parameters(),
         )
         return InferCall(f"/v2/models/{self.model}/infer", body, headers)

@@ -56,6 +56,7 @@ class LevelResult:
     retry_after_share: float | None  # of the 429 answers
     queue_ms: float | None  # server-reported means, where the server reports them
     compute_ms: float | None
+    total_ms: float | None  # arrival to answer inside the server (rheostat's total_ms)
     slo_met_share: float | None
     variants: dict[str, float]  # served variant -> share of successful answers
     stable: bool | None = None  # None: stability not checked
@@ -127,6 +128,7 @@ def summarize(
         retry_after_share=sum(s.retry_after for s in refused) / len(refused) if refused else None,
         queue_ms=_mean_of(ok, "queue_ms"),
         compute_ms=_mean_of(ok, "compute_ms"),
+        total_ms=_mean_of(ok, "total_ms"),
         slo_met_share=sum(slo) / len(slo) if slo else None,
         variants=_shares([s.parameters["variant"] for s in ok if "variant" in s.parameters]),
     )

@@ -184,7 +184,8 @@ export class LineChart {
     ctx.fillStyle = cssColor(series.color);
     ctx.textAlign = "right";
     ctx.textBaseline = "top";
-    ctx.fillText(`${series.label} ↑ ${fmtRate(this.offScale)}/s, above the scale`, g.box.right - 4, g.box.top + 4);
+    const note = `${series.label} ↑ ${fmtRate(this.offScale)}/s, above the scale`;
+    ctx.fillText(note, g.box.right - 4, g.box.top + 4);
   }
 
   drawEvents(ctx, g) {
@@ -192,7 +193,8 @@ export class LineChart {
     ctx.lineWidth = 1;
     ctx.setLineDash([3, 3]);
     for (const event of this.data.events) {
-      if (!event.changed || !isNum(event.time) || event.time < g.tStart || event.time > g.tEnd) continue;
+      const shown = event.changed && isNum(event.time) && event.time >= g.tStart;
+      if (!shown || event.time > g.tEnd) continue;
       const x = Math.round(g.x(event.time)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(x, g.box.top);
@@ -282,7 +284,8 @@ export class LineChart {
     if (!t.length) return;
     const rect = this.canvas.getBoundingClientRect();
     const g = this.geometry(rect.width, rect.height);
-    const at = g.tStart + ((event.clientX - rect.left - g.box.left) / (g.box.right - g.box.left)) * g.span;
+    const fraction = (event.clientX - rect.left - g.box.left) / (g.box.right - g.box.left);
+    const at = g.tStart + fraction * g.span;
     let best = 0;
     for (let i = 1; i < t.length; i++) if (Math.abs(t[i] - at) < Math.abs(t[best] - at)) best = i;
     this.hover = Math.abs(t[best] - at) <= g.span / 20 ? best : null;

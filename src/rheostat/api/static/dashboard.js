@@ -4,7 +4,9 @@
    through textContent or attributes, never innerHTML (see `el`). */
 
 import { LineChart } from "./chart.js";
-import { el, fmtAgo, fmtClock, fmtCount, fmtPct, fmtRate, isNum, naturalCompare, splitKey } from "./format.js";
+import {
+  el, fmtAgo, fmtClock, fmtCount, fmtPct, fmtRate, isNum, naturalCompare, splitKey,
+} from "./format.js";
 import { meanOverBins, normalise, weightedMean } from "./series.js";
 
 const SOURCE = "/rheostat/timeseries";
@@ -66,18 +68,20 @@ function renderHeadline(data) {
   const slo = weightedMean(data, "slo_attainment", "demand_rps", MINUTE_S);
   const violations = data.totals.slo_violations;
   const sloLevel = !isNum(slo) ? null : slo >= 0.98 ? "good" : slo >= 0.9 ? "warn" : "bad";
-  setCard("card-slo", fmtPct(slo), `${fmtCount(violations)} SLO violation${violations === 1 ? "" : "s"} since start`, sloLevel);
+  const plural = violations === 1 ? "" : "s";
+  const violationText = `${fmtCount(violations)} SLO violation${plural} since start`;
+  setCard("card-slo", fmtPct(slo), violationText, sloLevel);
   const accuracy = weightedMean(data, "accuracy", "served_rps", MINUTE_S);
   setCard("card-accuracy", fmtPct(accuracy), "mean over answered requests");
   const shed = data.totals.shed;
   const requests = data.totals.requests;
   const share = isNum(shed) && isNum(requests) && requests > 0 ? shed / requests : null;
-  setCard(
-    "card-shed",
-    fmtCount(shed),
-    share === null ? "requests refused under overload" : `${fmtPct(share)} of ${fmtCount(requests)} requests since start`,
-    !isNum(shed) ? null : shed === 0 ? "good" : share !== null && share < 0.05 ? "warn" : "bad",
-  );
+  const sub = share === null
+    ? "requests refused under overload"
+    : `${fmtPct(share)} of ${fmtCount(requests)} requests since start`;
+  const level =
+    !isNum(shed) ? null : shed === 0 ? "good" : share !== null && share < 0.05 ? "warn" : "bad";
+  setCard("card-shed", fmtCount(shed), sub, level);
 }
 
 function renderPlan(plan) {
@@ -104,25 +108,30 @@ function renderPlan(plan) {
   setTimeout(() => rows.forEach((row) => row.classList.remove("changed")), CHANGED_FLASH_MS);
 }
 
-function eventItem(event, serverNowS) {
-  const status = typeof event.status === "string" ? event.status : "unknown";
+/** One re-plan: time, reason and, where it changed the plan, its status, solve time and the
+    new assignment; a re-plan that kept the plan is one dimmed line of time and reason. */
+function eventItem(event) {
   const head = el(
     "div",
     { class: "event-head" },
     el("span", { class: "event-time" }, fmtClock(event.time)),
-    el("span", { class: "event-ago", "data-time": isNum(event.time) ? event.time : "" },
-      fmtAgo(serverNowS - event.time)),
-    el("span", { class: `badge ${status === "optimal" ? "ok" : "other"}` }, status),
-    isNum(event.solve_time_s) ? el("span", {}, `solved in ${(1000 * event.solve_time_s).toFixed(0)} ms`) : null,
+    el("span", { class: "event-ago", "data-time": isNum(event.time) ? event.time : "" }),
   );
-  if (event.assignment && !event.changed) head.append(el("span", { class: "kept" }, "plan kept"));
   const reason = el("div", { class: "event-reason" }, String(event.reason ?? "(no reason given)"));
-  if (!event.changed) return el("li", { class: "unchanged" }, head, reason);
-  const assignment = event.assignment; // an object here (see markChanges)
+  if (!event.changed) {
+    head.append(el("span", { class: "kept" }, event.assignment ? "plan kept" : "no plan"));
+    return el("li", { class: "unchanged" }, head, reason);
+  }
+  const status = typeof event.status === "string" ? event.status : "unknown";
+  head.append(el("span", { class: `badge ${status === "optimal" ? "ok" : "other"}` }, status));
+  if (isNum(event.solve_time_s)) {
+    head.append(el("span", {}, `solved in ${(1000 * event.solve_time_s).toFixed(0)} ms`));
+  }
   const chips = el("div", { class: "chips" });
-  for (const device of Object.keys(assignment).sort(naturalCompare)) {
-    const key = assignment[device];
-    chips.append(el("span", { class: "chip" }, `${device} → ${typeof key === "string" ? key : "idle"}`));
+  for (const device of Object.keys(event.assignment).sort(naturalCompare)) {
+    const key = event.assignment[device];
+    const text = `${device} → ${typeof key === "string" ? key : "idle"}`;
+    chips.append(el("span", { class: "chip" }, text));
   }
   return el("li", { class: "changed" }, head, reason, chips);
 }
@@ -132,7 +141,7 @@ function renderEvents(events, serverNowS) {
   const recent = events.slice(-MAX_EVENTS).reverse(); // newest first
   const signature = JSON.stringify(recent);
   if (signature !== state.eventsSignature) {
-    const items = recent.map((e) => eventItem(e, serverNowS));
+    const items = recent.map(eventItem);
     if (!items.length) items.push(el("li", { class: "empty" }, "No plan changes yet."));
     list.replaceChildren(...items);
     state.eventsSignature = signature;
@@ -165,12 +174,13 @@ function renderFamilies(data) {
       state.families.delete(name);
     }
   }
+  const shown = [...container.querySelectorAll(":scope > .family")];
+  const inOrder =
+    shown.length === names.length && shown.every((s, k) => s.dataset.family === names[k]);
   for (const name of names) {
-    if (!state.families.has(name)) {
-      state.families.set(name, familySection(name));
-    }
+    if (!state.families.has(name)) state.families.set(name, familySection(name));
     const entry = state.families.get(name);
-    container.append(entry.section); // keeps sections in name order
+    if (!inOrder) container.append(entry.section); // sections in name order
     const family = data.families[name];
     for (const chart of entry.charts) chart.update(data.t, family, data.events, data.windowS);
     const serving = Object.keys(data.plan)
@@ -216,8 +226,11 @@ async function poll() {
   try {
     raw = await fetchSeries();
   } catch (err) {
-    const since = state.lastOkMs ? ` · last data ${fmtAgo((Date.now() - state.lastOkMs) / 1000)}` : "";
-    setStatus("disconnected", `disconnected${since}`);
+    const why = err.name === "AbortError" ? ` (no answer in ${TIMEOUT_MS / 1000} s)`
+      : err.message.startsWith("HTTP") ? ` (${err.message})` : "";
+    const ago = fmtAgo((Date.now() - state.lastOkMs) / 1000);
+    const since = state.lastOkMs ? ` · last data ${ago}` : "";
+    setStatus("disconnected", `disconnected${why}${since}`);
   }
   if (raw !== null) {
     try {

@@ -40,7 +40,8 @@ export function normalise(raw, seriesKeys) {
 function markChanges(events) {
   let before = null;
   return events.map((event) => {
-    const assignment = event.assignment && typeof event.assignment === "object" ? event.assignment : null;
+    const given = event.assignment;
+    const assignment = given && typeof given === "object" && !Array.isArray(given) ? given : null;
     const key = assignment && JSON.stringify(Object.entries(assignment).sort());
     const changed = key !== null && key !== before;
     if (key !== null) before = key;
