@@ -216,7 +216,7 @@ def drive(
 ) -> None:
     """Open-loop load: one image request to `family` every 1/rate seconds, whatever the
     answers. Logs (offset_s + intended send time, HTTP status, served `family.variant`);
-    `details` also gets (send time, status, latency in s, Retry-After header, the
+    `details` also gets (actual send time, status, latency in s, Retry-After header, the
     server's own arrival-to-answer time in s)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -242,7 +242,7 @@ def drive(
             server_s = float(response.parameters["total_ms"]) / 1e3
         if details is not None:
             retry = r.headers.get("retry-after")
-            details.append((offset_s + intended_s, r.status_code, latency, retry, server_s))
+            details.append((offset_s + sent - start, r.status_code, latency, retry, server_s))
         log.append((offset_s + intended_s, r.status_code, variant))
 
     start = time.monotonic()

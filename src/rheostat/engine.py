@@ -120,16 +120,8 @@ class Engine:
 
     async def _load_replica(self, replica: Replica, say: Progress) -> None:
         family = self.repository.families[replica.family]
-        variant = family.config.variants[replica.variant]
-        version = family.served_version(replica.variant)
+        spec, version = self._spec(replica)
         say(f"loading {replica.key} v{version} on {replica.device}")
-        spec = LoadSpec(
-            key=replica.key,
-            model_path=family.model_path(replica.variant, version),
-            input=variant.input,
-            output_name=family.config.output.name,
-            preprocessing=variant.preprocessing,
-        )
         worker = self.workers[replica.device]
         await worker.load(spec)
         device_type = self._device(replica.device).device_type
@@ -214,19 +206,53 @@ class Engine:
             await self.workers[replica.device].unload(replica.key)
 
     async def load(self, name: str) -> None:
-        """(Re)load a family or variant from disk, picking up new versions."""
+        """(Re)load a family or variant from disk, picking up new versions.
+
+        Variants already loaded are swapped in place, with no request failed: each worker
+        opens the new version's session and replaces the old one between two batches, and
+        the replica's queue, split and profile stay as they are. Variants the new config
+        drops are drained and unloaded; new ones are loaded, then routed to.
+        """
         family, variant = self.resolve(name)
-        if any(variant in (None, r.variant) for r in self.plan.of_family(family.name)):
-            await self.unload(name)
         fresh = load_family(family.path)
+        before = {r for r in self.plan.of_family(family.name) if variant in (None, r.variant)}
+        gone = {r.variant for r in before} - set(fresh.config.variants)
+        for old in sorted(gone):
+            await self.unload(f"{family.name}.{old}")
         families = {**self.repository.families, fresh.name: fresh}
         self.repository = Repository(self.repository.path, families)
         self.router.accuracy = self._accuracies()
+        for replica in sorted(r for r in before if r.variant not in gone):
+            await self._swap_replica(replica)
         wanted = default_plan(self.repository, self.config.devices)
-        added = {r for r in wanted.of_family(fresh.name) if variant in (None, r.variant)}
+        added = {
+            r for r in wanted.of_family(fresh.name)
+            if variant in (None, r.variant) and r not in before
+        }  # fmt: skip
         for replica in sorted(added):
             await self._load_replica(replica, lambda message: None)
-        self._set_plan(self.plan.replicas | added)
+        if added:
+            self._set_plan(self.plan.replicas | added)
+
+    async def _swap_replica(self, replica: Replica) -> None:
+        """Open the served version of `replica` in its worker, replacing the old session."""
+        spec, version = self._spec(replica)
+        await self.workers[replica.device].load(spec)
+        self.loaded_versions[replica.key] = version
+
+    def _spec(self, replica: Replica) -> tuple[LoadSpec, int]:
+        """What a worker needs to open the served version of `replica`."""
+        family = self.repository.families[replica.family]
+        variant = family.config.variants[replica.variant]
+        version = family.served_version(replica.variant)
+        spec = LoadSpec(
+            key=replica.key,
+            model_path=family.model_path(replica.variant, version),
+            input=variant.input,
+            output_name=family.config.output.name,
+            preprocessing=variant.preprocessing,
+        )
+        return spec, version
 
     def set_split(self, split: dict[str, dict[Replica, float]]) -> None:
         """Switch families' traffic to a new split over loaded replicas (others keep theirs).

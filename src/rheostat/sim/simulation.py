@@ -45,6 +45,9 @@ class SimSettings:
     start_window_s: float = 10.0
     """Adaptive policies start from a plan for the trace's first this-many seconds."""
     solve_time_limit_s: float = 1.0
+    latency_spread: bool = True
+    """Draw each batch's time around the median (log-normal fitted to the tail); False: the
+    median exactly (when the tail profile is a planning margin, not a measurement)."""
     first_plan: bool = True
     """Start from a plan for the trace's first window (static policies: its mean rates);
     False: start as the server does, the most accurate variant on every device."""
@@ -88,7 +91,7 @@ def simulate(
         clock,
         model.devices,
         median,
-        model.spread(),
+        model.spread() if settings.latency_spread else {},
         ClusterSettings(
             batching=spec.dynamic_batching(),
             max_batch_size=spec.max_batch_size,
