@@ -30,7 +30,7 @@ from rheostat.errors import (
 )
 from rheostat.monitoring.record import RequestMonitor, RequestRecord, RequestStatus
 from rheostat.plan import Plan, Replica, default_plan
-from rheostat.planning.problem import BATCH_BUDGET_FRACTION
+from rheostat.planning.problem import BATCH_BUDGET_FRACTION, best_throughput
 from rheostat.profiler import batch_sizes_for, read_profile
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family, Repository, load_family
@@ -155,11 +155,10 @@ class Engine:
         if fam is None:
             return 0.0
         budget_s = fam.config.slo_ms / 1e3 * BATCH_BUDGET_FRACTION
-        total = 0.0
-        for replica in self.plan.split.get(family, {}):
-            points = self.base_profiles.get(replica, {})
-            total += max((b / t for b, t in points.items() if t <= budget_s), default=0.0)
-        return total
+        return sum(
+            best_throughput(self.base_profiles.get(replica, {}), budget_s).rps
+            for replica in self.plan.split.get(family, {})
+        )
 
     def _on_batch(self, key: str, size: int, compute_s: float) -> None:
         self.stats.record_batch(key, size, compute_s)

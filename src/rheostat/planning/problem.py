@@ -50,6 +50,7 @@ __all__ = [
     "VariantKey",
     "VariantSpec",
     "allocation_from_assignment",
+    "best_throughput",
     "capacity",
     "finish_allocation",
     "num_swaps",
@@ -181,9 +182,12 @@ def capacity(
     budget_fraction: float = BATCH_BUDGET_FRACTION,
 ) -> Capacity:
     """Best `b / latency(b)` over profiled batch sizes whose latency fits the batch budget."""
-    budget_s = slo_s * budget_fraction
-    points = variant.latency_s.get(device_type, {})
-    fitting = [(b / s, b) for b, s in points.items() if s <= budget_s]
+    return best_throughput(variant.latency_s.get(device_type, {}), slo_s * budget_fraction)
+
+
+def best_throughput(points_s: Mapping[int, float], budget_s: float) -> Capacity:
+    """Best `b / latency(b)` over the (batch size -> seconds) points that fit `budget_s`."""
+    fitting = [(b / s, b) for b, s in points_s.items() if s <= budget_s]
     if not fitting:
         return Capacity(0.0, 0)
     rps, batch = max(fitting)

@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rheostat.clock import Stopwatch
-from rheostat.planning.problem import VariantSpec
+from rheostat.planning.problem import VariantSpec, capacity
 
 __all__ = [
     "ORACLE_BATCH_BUDGET_FRACTION",
@@ -96,11 +96,9 @@ def slo_capacity_rps(
     slo_s: float,
     budget_fraction: float = ORACLE_BATCH_BUDGET_FRACTION,
 ) -> float:
-    """Best `b / latency(b)` over the profiled batch sizes whose latency fits
-    `budget_fraction * slo_s`; 0 when none fits or the variant has no profile there."""
-    budget_s = slo_s * budget_fraction
-    points = variant.latency_s.get(device_type, {})
-    return max((b / s for b, s in points.items() if s <= budget_s), default=0.0)
+    """The planner's `capacity` with the oracle's budget: best `b / latency(b)` over the
+    batch sizes whose latency fits `budget_fraction * slo_s`; 0 when none fits."""
+    return capacity(variant, device_type, slo_s, budget_fraction).rps
 
 
 def oracle_bound(
