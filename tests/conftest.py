@@ -255,3 +255,17 @@ def drive(
             pool.submit(one, intended)
     for client in clients:
         client.close()
+
+
+def family_repository(default_repository: Path, root: Path, *families: str) -> Path:
+    """A repository at `root` holding only `families` of the default one (symlinked)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for family in families:
+        (root / family).symlink_to(default_repository / family)
+    return root
+
+
+def need_cores(count: int, why: str) -> None:
+    """Skip the calling test where fewer than `count` cores are available."""
+    if len(os.sched_getaffinity(0)) < count:
+        pytest.skip(f"needs {count} cores: {why}")

@@ -296,45 +296,42 @@ class Engine:
         try:
             outcome = await self._infer(family, variant, payloads, options)
         except RequestError as error:
-            self._report(family.name, len(payloads), arrival, error=error)
+            self._report(self._refused(family.name, len(payloads), arrival, error))
             raise
-        self._report(family.name, len(payloads), arrival, outcome=outcome)
+        self._report(self._served(family.name, len(payloads), arrival, outcome))
         return outcome
 
     def report_error(self, family: str, error: RequestError) -> None:
         """A request for `family` refused before it reached the engine (bad input)."""
         if self.monitors:
-            self._report(family, 1, self.clock.now(), error=error)
+            self._report(self._refused(family, 1, self.clock.now(), error))
 
-    def _report(
-        self,
-        family: str,
-        num_items: int,
-        arrival_s: float,
-        outcome: InferOutcome | None = None,
-        error: RequestError | None = None,
-    ) -> None:
-        now = self.clock.now()
-        if outcome is not None:
-            results = outcome.results
-            late = any(r.finished_s > outcome.deadline_s for r in results)
-            record = RequestRecord(
-                family, f"{outcome.family}.{outcome.variant}", num_items,
-                RequestStatus.LATE if late else RequestStatus.ON_TIME, arrival_s,
-                now - arrival_s, sum(r.queue_s for r in results) / len(results),
-                sum(r.compute_s for r in results) / len(results), outcome.accuracy,
-            )  # fmt: skip
-        else:
-            assert error is not None
-            status = {429: RequestStatus.SHED, 504: RequestStatus.DROPPED}.get(
-                error.http_status, RequestStatus.FAILED
-            )
-            record = RequestRecord(
-                family, "", num_items, status, arrival_s, now - arrival_s,
-                status_code=error.http_status,
-            )  # fmt: skip
+    def _report(self, record: RequestRecord) -> None:
         for monitor in self.monitors:
             monitor.finished(record)
+
+    def _served(
+        self, family: str, num_items: int, arrival_s: float, outcome: InferOutcome
+    ) -> RequestRecord:
+        results = outcome.results
+        late = any(r.finished_s > outcome.deadline_s for r in results)
+        return RequestRecord(
+            family, f"{outcome.family}.{outcome.variant}", num_items,
+            RequestStatus.LATE if late else RequestStatus.ON_TIME, arrival_s,
+            self.clock.now() - arrival_s, sum(r.queue_s for r in results) / len(results),
+            sum(r.compute_s for r in results) / len(results), outcome.accuracy,
+        )  # fmt: skip
+
+    def _refused(
+        self, family: str, num_items: int, arrival_s: float, error: RequestError
+    ) -> RequestRecord:
+        status = {429: RequestStatus.SHED, 504: RequestStatus.DROPPED}.get(
+            error.http_status, RequestStatus.FAILED
+        )
+        return RequestRecord(
+            family, "", num_items, status, arrival_s, self.clock.now() - arrival_s,
+            status_code=error.http_status,
+        )  # fmt: skip
 
     async def _infer(
         self,

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from PIL import Image, ImageStat
 
-from conftest import ROOT, Server, start_server, stop_server
+from conftest import ROOT, Server, family_repository, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -260,9 +260,7 @@ class Load:
 
 @pytest.fixture
 def digits_server(default_repository: Path, tmp_path: Path) -> Iterator[Server]:
-    repo = tmp_path / "digits-only"
-    repo.mkdir()
-    (repo / "digits").symlink_to(default_repository / "digits")
+    repo = family_repository(default_repository, tmp_path / "digits-only", "digits")
     server = start_server(repo, "--device", "cpu:0", "--planner", "milp")
     yield server
     if server.process.poll() is None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, start_server, stop_server
+from conftest import Server, family_repository, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,7 @@ def body(**parameters: object) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def server(default_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    repo = tmp_path_factory.mktemp("digits-only")
-    (repo / "digits").symlink_to(default_repository / "digits")
+    repo = family_repository(default_repository, tmp_path_factory.mktemp("repo"), "digits")
     server = start_server(repo, "--device", "cpu:0")
     yield server
     stop_server(server)

@@ -8,24 +8,23 @@ must succeed throughout: switching a plan only changes the traffic split.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import Server, drive, start_server, stop_server
+from conftest import Server, drive, family_repository, need_cores, start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def server(default_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs two cores for two devices")
-    repo = tmp_path_factory.mktemp("images-only")
-    (repo / "efficientnet_lite").symlink_to(default_repository / "efficientnet_lite")
+    need_cores(2, "two devices")
+    repo = family_repository(
+        default_repository, tmp_path_factory.mktemp("repo"), "efficientnet_lite"
+    )
     server = start_server(repo, "--device", "cpu:0", "--device", "cpu:1", "--planner", "milp")
     yield server
     stop_server(server)

@@ -8,7 +8,6 @@ Retry-After, report it all in its metrics, and keep its memory bounded.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import Server, drive, start_server, stop_server
+from conftest import Server, drive, family_repository, need_cores, start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,10 +28,10 @@ OVERLOAD = 3.0
 
 @pytest.fixture(scope="module")
 def server(default_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs two cores: one for the device, one for the front end and client")
-    repo = tmp_path_factory.mktemp("overload")
-    (repo / "efficientnet_lite").symlink_to(default_repository / "efficientnet_lite")
+    need_cores(2, "one for the device, one for the front end and client")
+    repo = family_repository(
+        default_repository, tmp_path_factory.mktemp("repo"), "efficientnet_lite"
+    )
     server = start_server(repo, "--device", "cpu:1")
     yield server
     stop_server(server)

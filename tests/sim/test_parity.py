@@ -19,7 +19,6 @@ choice of variant depend on the load, which is what parity has to show.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import Server, drive, start_server, stop_server
+from conftest import Server, drive, family_repository, need_cores, start_server, stop_server
 from rheostat.control.live import HEADROOM, SWAP_PENALTY, TAIL_FACTOR
 from rheostat.planning import DeviceSpec, VariantSpec
 from rheostat.planning.problem import AccuracyWeighting
@@ -47,10 +46,8 @@ MARGIN_MS = 10.0  # the family's dynamic_batching.latency_margin_microseconds
 
 @pytest.fixture(scope="module")
 def server(default_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs two cores: one for the device, one for the front end and client")
-    repo = tmp_path_factory.mktemp("parity")
-    (repo / FAMILY).symlink_to(default_repository / FAMILY)
+    need_cores(2, "one for the device, one for the front end and client")
+    repo = family_repository(default_repository, tmp_path_factory.mktemp("repo"), FAMILY)
     server = start_server(repo, "--device", "cpu:1", "--planner", "milp")
     yield server
     stop_server(server)
