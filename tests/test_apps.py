@@ -87,7 +87,7 @@ def test_share_cap_sheds_an_app_only_under_pressure(
 ) -> None:
     import time
 
-    repo = build_toy_repository(tmp_path, policy="max_delay", queue=8, delay_us=400_000)
+    repo = build_toy_repository(tmp_path, policy="max_delay", queue=8, delay_us=1_500_000)
     (repo / "apps.yaml").write_text(APPS)
     server = serve(repo)
     url = f"{server.url}/v2/models/toy/infer"
@@ -100,8 +100,23 @@ def test_share_cap_sheds_an_app_only_under_pressure(
     time.sleep(max(0.0, 1.1 - (time.monotonic() - start)))  # close the 1-s demand bin
     with ThreadPoolExecutor(5) as pool:
         held = [pool.submit(post, app="careful") for _ in range(5)]  # 5 of 8 queued
-        time.sleep(0.15)
+        wait_until_queued(server, 5)
         shed = post(app="bulk")
         assert all(f.result().status_code == 200 for f in held)
     assert shed.status_code == 429, shed.text
     assert "over its max_share of 30%" in shed.json()["error"]
+
+
+def wait_until_queued(server: Server, count: int, timeout_s: float = 1.0) -> None:
+    """Poll the server's queue-depth gauge until `count` items wait (a loaded machine may
+    take a while to get every concurrent request through HTTP)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert server.metrics_url is not None
+        lines = httpx.get(server.metrics_url).text.splitlines()
+        depth = sum(float(x.split()[-1]) for x in lines if x.startswith("rheostat_queue_depth{"))
+        if depth >= count:
+            return
+        time.sleep(0.02)
