@@ -9,7 +9,7 @@ HTTP_PORT ?= 8000
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[build,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[build,dev,ray]'
 	touch $@
 
 venv: $(BIN)/.installed

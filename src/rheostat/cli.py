@@ -49,6 +49,30 @@ def _devices(specs: list[str] | None) -> tuple[Device, ...]:
     return tuple(parse_device(d, i) for i, d in enumerate(specs)) if specs else default_devices()
 
 
+def _serving_devices(
+    specs: list[str] | None, ray_address: str | None, ray_cpus_per_device: int | None
+) -> tuple[Device, ...]:
+    if ray_address is None:
+        return _devices(specs)
+    if specs:
+        raise ValueError("--device and --ray-address: give one (Ray finds the devices)")
+    return _ray_devices(ray_address, ray_cpus_per_device)
+
+
+def _ray_devices(address: str, cpus_per_device: int | None) -> tuple[Device, ...]:
+    from rheostat.distributed import connect
+
+    try:
+        devices = connect(address, cpus_per_device)
+    except ImportError:
+        raise ValueError("--ray-address needs Ray: pip install 'rheostat[ray]'") from None
+    except ConnectionError as exc:
+        raise ValueError(f"--ray-address {address!r}: cannot join the Ray cluster: {exc}") from None
+    listed = ", ".join(f"{d.name} ({d.device_type})" for d in devices)
+    console.print(f"rheostat: Ray cluster at {address}: {listed}", highlight=False)
+    return devices
+
+
 @app.command()
 def serve(
     model_repository: Annotated[Path, typer.Option(help="Folder of model families.")] = Path(
@@ -79,6 +103,17 @@ def serve(
     allow_metrics: Annotated[
         bool, typer.Option("--allow-metrics/--no-metrics", help="Serve Prometheus metrics.")
     ] = True,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve on a Ray cluster's devices: its address, auto (the cluster this "
+            "machine belongs to) or local (start one here). Default: this machine only."
+        ),
+    ] = None,
+    ray_cpus_per_device: Annotated[
+        int | None,
+        typer.Option(help="With --ray-address: CPUs per device (default: a node's CPUs)."),
+    ] = None,
 ) -> None:
     """Serve a model repository over the Open Inference Protocol (HTTP)."""
     import uvicorn
@@ -92,12 +127,13 @@ def serve(
     with _user_errors():
         apps_file = apps or model_repository / "apps.yaml"
         policies = load_apps(apps_file) if apps is not None or apps_file.is_file() else {}
+        devices = _serving_devices(device, ray_address, ray_cpus_per_device)
         config = ServerConfig(
             model_repository=model_repository,
             apps=policies,
             http_port=http_port,
             host=http_address,
-            devices=_devices(device),
+            devices=devices,
             profile_repeats=profile_repeats,
             max_request_bytes=http_max_input_size,
         )

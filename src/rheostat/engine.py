@@ -36,11 +36,13 @@ from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family, Repository, load_family
 from rheostat.routing import Constraints, Router
 from rheostat.stats import StatsBook
-from rheostat.workers.handle import WorkerHandle
+from rheostat.workers.handle import Worker, WorkerHandle
 
 __all__ = ["Engine", "EngineState", "InferOutcome", "RequestObserver", "RequestOptions"]
 
 Progress = Callable[[str], None]
+DeviceListener = Callable[[tuple[Device, ...], str], None]
+"""Told the devices left serving, and why, when one is lost or comes back."""
 
 
 class RequestObserver(Protocol):
@@ -75,7 +77,9 @@ class Engine:
         self.state = EngineState.LOADING
         self.plan = default_plan(repository, config.devices)
         self.router = Router(self.plan, self._accuracies())
-        self.workers: dict[str, WorkerHandle] = {}
+        self.workers: dict[str, Worker] = {}
+        self.lost_devices: set[str] = set()  # remote devices whose worker is gone
+        self.device_listeners: list[DeviceListener] = []  # e.g. the control plane
         self.runners: dict[str, DeviceRunner] = {}
         self.profiles: dict[Replica, LatencyProfile] = {}
         self.tail_profiles: dict[Replica, dict[int, float]] = {}  # p99 from stored profiles
@@ -107,7 +111,7 @@ class Engine:
         say("ready")
 
     async def _start_device(self, device: Device, say: Progress) -> None:
-        worker = WorkerHandle(device)
+        worker = self._make_worker(device)
         runner = DeviceRunner(device, self.clock, worker, self.admission.retry)
         worker.on_ready = runner.schedule
         runner.on_batch = self._on_batch
@@ -117,6 +121,56 @@ class Engine:
         await worker.start()
         for replica in self.plan.on_device(device.name):
             await self._load_replica(replica, say)
+
+    def _make_worker(self, device: Device) -> Worker:
+        if device.remote:
+            from rheostat.distributed.handle import RayWorkerHandle
+
+            return RayWorkerHandle(device, on_lost=self.device_lost, on_back=self.device_back)
+        return WorkerHandle(device)
+
+    @property
+    def live_devices(self) -> tuple[Device, ...]:
+        return tuple(d for d in self.config.devices if d.name not in self.lost_devices)
+
+    def device_lost(self, name: str, why: str) -> None:
+        """A remote device's worker or node is gone: route around it at once (its replicas
+        leave the plan; a family it alone served falls back to its best variant left),
+        send what it had queued elsewhere, and tell the listeners (the planner re-plans
+        on the devices left)."""
+        if name in self.lost_devices:
+            return
+        self.lost_devices.add(name)
+        replicas = frozenset(r for r in self.plan.replicas if r.device != name)
+        split: dict[str, dict[Replica, float]] = {}
+        for family, weights in self.plan.split.items():
+            kept = {r: w for r, w in weights.items() if r.device != name}
+            left = [r for r in replicas if r.family == family]
+            if not kept and left:
+                top = max(self.router.accuracy.get(r.key, 0.0) for r in left)
+                kept = {r: 1.0 for r in left if self.router.accuracy.get(r.key, 0.0) == top}
+            if kept:
+                split[family] = kept
+        self.plan = Plan(replicas, split)
+        self.router.set_plan(self.plan)
+        self.runners[name].evacuate()
+        for listener in self.device_listeners:
+            listener(self.live_devices, f"device {name} lost")
+
+    def device_back(self, name: str) -> None:
+        """A lost device serves again (its worker restarted with the same variants)."""
+        if name not in self.lost_devices:
+            return
+        self.lost_devices.discard(name)
+        back = {
+            r
+            for r in default_plan(self.repository, [self._device(name)]).replicas
+            if r in self.profiles
+        }
+        self.plan = Plan(self.plan.replicas | back, self.plan.split)
+        self.router.set_plan(self.plan)
+        for listener in self.device_listeners:
+            listener(self.live_devices, f"device {name} back")
 
     async def _load_replica(self, replica: Replica, say: Progress) -> None:
         family = self.repository.families[replica.family]
@@ -223,7 +277,7 @@ class Engine:
         self.router.accuracy = self._accuracies()
         for replica in sorted(r for r in before if r.variant not in gone):
             await self._swap_replica(replica)
-        wanted = default_plan(self.repository, self.config.devices)
+        wanted = default_plan(self.repository, self.live_devices)
         added = {
             r for r in wanted.of_family(fresh.name)
             if variant in (None, r.variant) and r not in before
@@ -268,7 +322,7 @@ class Engine:
         self.router.set_plan(self.plan)
 
     def _set_plan(self, replicas: frozenset[Replica]) -> None:
-        wanted = default_plan(self.repository, self.config.devices)
+        wanted = default_plan(self.repository, self.live_devices)
         split = {}
         for fam, weights in wanted.split.items():
             present = {r: w for r, w in weights.items() if r in replicas}

@@ -124,13 +124,30 @@ class OipApi:
         return _json(openapi_description(models, versions))
 
     async def plan(self, request: Request) -> Response:
-        """rheostat's own: the current plan (split per family) and the controller's log."""
+        """rheostat's own: the current plan (split per family), the devices (with the Ray node
+        of each remote one, and whether it is lost) and the controller's log."""
+        engine = self.engine
         split = {
             family: {f"{r.key}@{r.device}": w for r, w in weights.items()}
-            for family, weights in self.engine.plan.split.items()
+            for family, weights in engine.plan.split.items()
         }
+        devices = [
+            {
+                "name": d.name,
+                "type": d.device_type,
+                "kind": d.kind.value,
+                "threads": d.num_threads,
+                "node_id": d.node_id,
+                "worker_node_id": getattr(engine.workers.get(d.name), "worker_node_id", None),
+                "worker_pid": getattr(engine.workers.get(d.name), "pid", None),
+                "lost": d.name in engine.lost_devices,
+            }
+            for d in engine.config.devices
+        ]
         control = self.control.status() if self.control is not None else None
-        return _json({"split": split, "control": control, "profiles": self._profiles()})
+        return _json(
+            {"split": split, "devices": devices, "control": control, "profiles": self._profiles()}
+        )
 
     def _profiles(self) -> dict[str, dict[str, object]]:
         """What the planner knows of each replica: load-time median batch latencies and,

@@ -136,6 +136,12 @@ class Controller:
     _last_plan_s: float | None = None
     _solving: bool = False
     _stopped: bool = False
+    _requested: str | None = None
+
+    def request(self, reason: str) -> None:
+        """Re-plan at the next tick whatever the demand did (e.g. a device was lost); a solve
+        already running is waited for, since it planned for what was there before."""
+        self._requested = reason
 
     def start(self) -> None:
         self.clock.call_at(self.clock.now() + self.config.tick_s, self.tick)
@@ -148,6 +154,11 @@ class Controller:
             return
         now = self.clock.now()
         rates = self.estimator.rates(now)
+        if self._requested is not None and not self._solving:
+            reason, self._requested = self._requested, None
+            self._replan(now, rates, reason)
+            self.clock.call_at(now + self.config.tick_s, self.tick)
+            return
         decision = should_replan(
             now, self._last_plan_s, self._planned, rates, self.violations(), self._solving,
             self.config,

@@ -20,6 +20,7 @@ from typing import Any
 
 from rheostat.control.controller import ControllerConfig
 from rheostat.control.plane import ControlPlane, PlanningSettings
+from rheostat.devices.device import Device
 from rheostat.engine import Engine
 from rheostat.planning import Allocation, DeviceSpec, PlannerName, VariantSpec, make_planner
 
@@ -96,7 +97,11 @@ class LiveControl(ControlPlane):
 
     def start(self) -> None:
         self.engine.observers.append(self)
+        self.engine.device_listeners.append(self._devices_changed)
         super().start()
+
+    def _devices_changed(self, devices: tuple[Device, ...], reason: str) -> None:
+        self.set_devices([DeviceSpec(d.name, d.device_type) for d in devices], reason)
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "planner": type(self.planner).__name__}

@@ -128,6 +128,14 @@ class ControlPlane:
         if self.controller is not None:
             self.controller.stop()
 
+    def set_devices(self, devices: Sequence[DeviceSpec], reason: str) -> None:
+        """Plan for these devices from now on (one was lost or came back): re-plan now."""
+        self.devices = tuple(devices)
+        names = {d.name for d in self.devices}
+        self.current = {d: k for d, k in self.current.items() if d in names}
+        if self.controller is not None:
+            self.controller.request(reason)
+
     # -- problem and plan -------------------------------------------------------------------
     def build_problem(self, rates: Mapping[str, float]) -> Problem:
         variants = tuple(self.variants())

@@ -3,6 +3,10 @@
 A CPU device is a set of cores: its worker is pinned to them and gives ONNX Runtime one
 intra-op thread per core, so two CPU devices on one machine do not fight over cores. A GPU
 device is one CUDA device index, used where ONNX Runtime has the CUDA provider.
+
+A device on another machine of a Ray cluster carries that machine's Ray `node_id` (its cores
+are counted there, not pinned here) and, where the node declares one, a `label`: the device
+type that profiles and plans go by (nodes of one label perform alike).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class Device:
     kind: DeviceKind
     cores: tuple[int, ...] = ()
     gpu_index: int | None = None
+    node_id: str | None = None  # a Ray node: the device's worker is an actor there
+    label: str | None = None  # the device type, where the cluster names one
 
     def __post_init__(self) -> None:
         if self.kind is DeviceKind.CPU and not self.cores:
@@ -33,12 +39,18 @@ class Device:
             raise ValueError(f"GPU device {self.name!r} needs a gpu_index")
 
     @property
+    def remote(self) -> bool:
+        return self.node_id is not None
+
+    @property
     def num_threads(self) -> int:
         return max(len(self.cores), 1)
 
     @property
     def device_type(self) -> str:
         """Devices of one type perform alike: profiles are stored and planned per type."""
+        if self.label:
+            return self.label
         if self.kind is DeviceKind.GPU:
             return "cuda"
         return f"cpu{self.num_threads}"

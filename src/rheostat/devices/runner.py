@@ -153,6 +153,18 @@ class DeviceRunner:
             replica.insert(item)
         self.schedule()
 
+    def evacuate(self) -> None:
+        """The device is gone for good: every queued item is retried once elsewhere (through
+        `on_lost`) or, already retried, failed with a clear error."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items = [item for replica in self.replicas.values() for item in replica.items]
+        for replica in self.replicas.values():
+            replica.items = []
+        if items:
+            self._retry_or_fail(items)
+
     def queue_depth(self, key: str) -> int:
         replica = self.replicas.get(key)
         return len(replica.items) if replica else 0
@@ -280,7 +292,7 @@ class DeviceRunner:
     def _retry_or_fail(self, items: list[WorkItem]) -> None:
         retried = sum(1 for item in items if item.attempts == 0)
         log.warning(
-            "worker of %s died with a batch of %d in flight: retrying %d, failing %d",
+            "worker of %s lost with %d requests in flight or queued: retrying %d, failing %d",
             self.device.name, len(items), retried, len(items) - retried,
         )  # fmt: skip
         for item in items:
@@ -290,7 +302,7 @@ class DeviceRunner:
             else:
                 item.on_done(
                     NotReadyError(
-                        f"the worker of device {self.device.name} died while running this "
+                        f"the worker of device {self.device.name} was lost while holding this "
                         f"request on {item.family}.{item.variant}, after one retry already"
                     )
                 )

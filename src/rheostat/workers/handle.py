@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from rheostat.backends.onnx import LoadSpec
 from rheostat.clock import WallClock
@@ -30,9 +30,35 @@ from rheostat.devices.device import Device
 from rheostat.devices.work import Batch, BatchResult
 from rheostat.workers.process import worker_main
 
-__all__ = ["WorkerDiedError", "WorkerHandle"]
+__all__ = ["Worker", "WorkerDiedError", "WorkerHandle"]
 
 _Callback = Callable[[str, Any], None]
+
+
+class Worker(Protocol):
+    """What the engine needs of a device's worker: a local process (`WorkerHandle`) or an
+    actor on a Ray node (`rheostat.distributed.handle.RayWorkerHandle`)."""
+
+    on_ready: Callable[[], None] | None
+    num_restarts: int
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def load(self, spec: LoadSpec) -> None: ...
+
+    async def unload(self, key: str) -> None: ...
+
+    async def profile(self, key: str, batch_sizes: list[int], repeats: int) -> dict[int, float]: ...
+
+    def execute(self, batch: Batch, on_done: Callable[[BatchResult], None]) -> None: ...
 
 
 class WorkerDiedError(RuntimeError):
