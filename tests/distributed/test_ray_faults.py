@@ -87,3 +87,43 @@ def test_a_node_killed_under_load_loses_no_accepted_request(
     reasons = [e["reason"] for e in plan["control"]["events"]]
     assert f"device {victim} lost" in reasons, reasons
     assert any(f"device {victim} lost" in line for line in server.log), server.log[-20:]
+
+
+def test_a_killed_worker_on_a_live_node_comes_back(cluster: RayCluster, server: Server) -> None:
+    """The actor dies but its node lives: the device leaves the plan, a new actor starts on
+    the same node with the same variants, and the device serves again."""
+    import os
+    import signal
+
+    devices = httpx.get(f"{server.url}/rheostat/plan").json()["devices"]
+    victim = next(d for d in devices if d["node_id"] == cluster.node_id(1))
+    os.kill(victim["worker_pid"], signal.SIGKILL)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        seen_lost = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = client.post("/v2/models/digits/infer", json=BODY)
+            assert r.status_code == 200, r.text
+            state = {d["name"]: d for d in client.get("/rheostat/plan").json()["devices"]}
+            seen_lost |= state[victim["name"]]["lost"]
+            if seen_lost and not state[victim["name"]]["lost"]:
+                break
+            time.sleep(0.1)
+        back = state[victim["name"]]
+        assert seen_lost and not back["lost"], back
+        assert back["worker_pid"] != victim["worker_pid"], back
+        assert back["worker_node_id"] == victim["node_id"], back
+        # the re-plan that follows gives it work again
+        served: set[str] = set()
+        deadline = time.monotonic() + 30
+        while victim["name"] not in served and time.monotonic() < deadline:
+            r = client.post("/v2/models/digits/infer", json=BODY)
+            assert r.status_code == 200, r.text
+            served.add(r.json()["parameters"]["device"])
+        assert victim["name"] in served, served
+    events = [
+        e["reason"] for e in httpx.get(f"{server.url}/rheostat/plan").json()["control"]["events"]
+    ]
+    assert (
+        f"device {victim['name']} lost" in events and f"device {victim['name']} back" in events
+    ), events

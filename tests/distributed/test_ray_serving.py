@@ -75,3 +75,36 @@ def test_bad_input_is_answered_by_a_remote_worker_with_a_clear_error(server: Ser
         r = client.post("/v2/models/digits/infer", json=bad)
         assert r.status_code == 400 and "64" in r.json()["error"], r.text
         assert client.post("/v2/models/digits/infer", json=BODY).status_code == 200
+
+
+def test_remote_devices_still_batch(server: Server) -> None:
+    """Batches form in the front end and run as one actor call: a burst of concurrent
+    requests runs in fewer executions than inferences."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def stats() -> dict[str, int]:
+        counts = {"inference": 0, "execution": 0}
+        body = httpx.get(f"{server.url}/v2/models/digits/stats").json()
+        for model in body["model_stats"]:
+            counts["inference"] += model["inference_count"]
+            counts["execution"] += model["execution_count"]
+        return counts
+
+    before = stats()
+    burst = {**BODY, "parameters": {"timeout": 10_000_000}}  # 10 s: a burst, not a deadline test
+    limits = httpx.Limits(max_connections=32)
+    with (
+        httpx.Client(base_url=server.url, timeout=30, limits=limits) as client,
+        ThreadPoolExecutor(32) as pool,
+    ):
+        codes = list(
+            pool.map(
+                lambda _: client.post("/v2/models/digits/infer", json=burst).status_code,
+                range(256),
+            )
+        )
+    after = stats()
+    assert codes.count(200) == 256, sorted(set(codes))
+    inferences = after["inference"] - before["inference"]
+    executions = after["execution"] - before["execution"]
+    assert inferences == 256 and executions < inferences, (inferences, executions)

@@ -7,6 +7,7 @@ workers move to the nodes. Ray is imported only when this mode is used.
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 from rheostat.devices.device import Device
@@ -15,11 +16,27 @@ from rheostat.distributed.discovery import TYPE_RESOURCE_PREFIX, discover_device
 __all__ = ["TYPE_RESOURCE_PREFIX", "connect", "discover_devices"]
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Fail fast, with the address in the message, where nothing listens at `host:port`
+    (Ray itself retries an unreachable cluster for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # `auto`, `local`, `ray://...`: Ray resolves these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc})") from None
+
+
 def connect(address: str, cpus_per_device: int | None = None) -> tuple[Device, ...]:
     """Join the Ray cluster at `address` (`auto`: the one on this machine; `local`: start a
     private one) and return its devices. Ray's usage statistics are off unless the user
     turned them on, and a cluster this starts has no dashboard."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    probe(address)
     import ray
 
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning"}
