@@ -126,7 +126,12 @@ class Engine:
         if device.remote:
             from rheostat.distributed.handle import RayWorkerHandle
 
-            return RayWorkerHandle(device, on_lost=self.device_lost, on_back=self.device_back)
+            return RayWorkerHandle(
+                device,
+                on_lost=self.device_lost,
+                on_back=self.device_back,
+                wanted=lambda: self._wanted_specs(device),
+            )
         return WorkerHandle(device)
 
     @property
@@ -145,10 +150,8 @@ class Engine:
         split: dict[str, dict[Replica, float]] = {}
         for family, weights in self.plan.split.items():
             kept = {r: w for r, w in weights.items() if r.device != name}
-            left = [r for r in replicas if r.family == family]
-            if not kept and left:
-                top = max(self.router.accuracy.get(r.key, 0.0) for r in left)
-                kept = {r: 1.0 for r in left if self.router.accuracy.get(r.key, 0.0) == top}
+            if not kept:
+                kept = self._best_left(family, replicas)
             if kept:
                 split[family] = kept
         self.plan = Plan(replicas, split)
@@ -158,19 +161,36 @@ class Engine:
             listener(self.live_devices, f"device {name} lost")
 
     def device_back(self, name: str) -> None:
-        """A lost device serves again (its worker restarted with the same variants)."""
+        """A lost device serves again: its worker restarted with the variants the engine
+        serves now (`_wanted_specs`). With a planner, the re-plan gives it traffic; without
+        one, it gets its static share back."""
         if name not in self.lost_devices:
             return
         self.lost_devices.discard(name)
-        back = {
-            r
-            for r in default_plan(self.repository, [self._device(name)]).replicas
-            if r in self.profiles
-        }
-        self.plan = Plan(self.plan.replicas | back, self.plan.split)
+        static = default_plan(self.repository, [self._device(name)])
+        back = {r for r in static.replicas if r in self.profiles}
+        split = {f: dict(w) for f, w in self.plan.split.items()}
+        if not self.device_listeners:
+            for family, weights in static.split.items():
+                split.setdefault(family, {}).update({r: w for r, w in weights.items() if r in back})
+        self.plan = Plan(self.plan.replicas | back, split)
         self.router.set_plan(self.plan)
         for listener in self.device_listeners:
             listener(self.live_devices, f"device {name} back")
+
+    def _wanted_specs(self, device: Device) -> list[LoadSpec]:
+        """What a restarted worker of `device` must open: the served version of each variant
+        loaded (and profiled) for it, as of now."""
+        static = default_plan(self.repository, [device])
+        return [self._spec(r)[0] for r in sorted(static.replicas) if r in self.profiles]
+
+    def _best_left(self, family: str, replicas: frozenset[Replica]) -> dict[Replica, float]:
+        """A family's fallback split: its most accurate variant among `replicas`."""
+        left = [r for r in replicas if r.family == family]
+        if not left:
+            return {}
+        top = max(self.router.accuracy.get(r.key, 0.0) for r in left)
+        return {r: 1.0 for r in left if self.router.accuracy.get(r.key, 0.0) == top}
 
     async def _load_replica(self, replica: Replica, say: Progress) -> None:
         family = self.repository.families[replica.family]
@@ -256,7 +276,8 @@ class Engine:
         for replica in doomed:
             self.profiles.pop(replica, None)
             self.loaded_versions.pop(replica.key, None)
-            await self.workers[replica.device].unload(replica.key)
+            if replica.device not in self.lost_devices:  # a restart opens only what is wanted
+                await self.workers[replica.device].unload(replica.key)
 
     async def load(self, name: str) -> None:
         """(Re)load a family or variant from disk, picking up new versions.
@@ -290,7 +311,8 @@ class Engine:
     async def _swap_replica(self, replica: Replica) -> None:
         """Open the served version of `replica` in its worker, replacing the old session."""
         spec, version = self._spec(replica)
-        await self.workers[replica.device].load(spec)
+        if replica.device not in self.lost_devices:  # a restart opens the served version
+            await self.workers[replica.device].load(spec)
         self.loaded_versions[replica.key] = version
 
     def _spec(self, replica: Replica) -> tuple[LoadSpec, int]:
@@ -327,10 +349,7 @@ class Engine:
         for fam, weights in wanted.split.items():
             present = {r: w for r, w in weights.items() if r in replicas}
             if not present:  # the best variant is unloaded: split over the best one left
-                left = [r for r in replicas if r.family == fam]
-                if left:
-                    top = max(self.router.accuracy.get(r.key, 0.0) for r in left)
-                    present = {r: 1.0 for r in left if self.router.accuracy.get(r.key) == top}
+                present = self._best_left(fam, replicas)
             if present:
                 split[fam] = present
         self.plan = Plan(replicas, split)

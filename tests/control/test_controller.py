@@ -94,3 +94,41 @@ def test_rising_then_falling_demand_moves_to_cheaper_variants_and_back() -> None
     assert all(e.applied_s is not None and e.applied_s >= e.time_s for e in controller.log)
     reasons = [e.reason for e in controller.log]
     assert reasons[0] == "first plan" and any("moved" in r for r in reasons)
+
+
+def test_a_lost_device_is_planned_without_at_once_and_back_when_it_returns() -> None:
+    from rheostat.control.plane import ControlPlane, Split
+
+    clock = VirtualClock()
+    d0, d1 = DeviceSpec("d0", "cpu"), DeviceSpec("d1", "cpu")
+    variants = problem_for({}).variants
+    splits: list[tuple[float, Split]] = []
+    plane = ControlPlane(
+        clock=clock,
+        devices=[d0, d1],
+        variants=lambda: variants,
+        slo_s=lambda family: 0.040,
+        solve=MilpPlanner().solve,
+        apply_split=lambda split: splits.append((clock.now(), split)),
+        runner=VirtualSolveRunner(clock, solve_time_s=0.05),
+        config=CFG,
+    )
+    plane.start()
+    for i in range(150 * 30):  # a steady 150 rps: more than one device of "big" carries
+        clock.call_at(i / 150, lambda: plane.arrived("f", 1, clock.now()))
+    clock.call_at(5.2, lambda: plane.set_devices([d0], "device d1 lost"))
+    clock.call_at(5.3, lambda: plane.set_devices([d0, d1], "device d1 back"))  # one tick: one plan
+    clock.call_at(12.0, lambda: plane.set_devices([d0], "device d1 lost"))
+    clock.run_until(20.0)
+
+    def devices_at(t: float) -> set[str]:
+        split = [s for when, s in splits if when <= t][-1]
+        return {r.device for weights in split.values() for r in weights}
+
+    assert devices_at(4.9) == {"d0", "d1"}
+    assert devices_at(19.9) == {"d0"}  # planned without it
+    assert set(plane.current) == {"d0"}
+    reasons = [e.reason for e in plane.controller.log] if plane.controller else []
+    assert "device d1 lost; device d1 back" in reasons, reasons  # requested together: one plan
+    lost = next(e for e in plane.controller.log if e.time_s >= 12.0) if plane.controller else None
+    assert lost is not None and lost.reason == "device d1 lost" and lost.time_s <= 12.0 + CFG.tick_s

@@ -28,10 +28,10 @@ def closed_port() -> int:
     ("args", "message"),
     [
         (("--ray-address", "auto", "--device", "cpu:0"), "--device and --ray-address: give one"),
-        (("--ray-address", f"127.0.0.1:{closed_port()}"), "nothing answers at 127.0.0.1:"),
+        (("--ray-address", "127.0.0.1:{port}"), "nothing answers at 127.0.0.1:"),
     ],
 )
 def test_bad_ray_options_are_named(args: tuple[str, ...], message: str) -> None:
-    done = serve(*args)
+    done = serve(*(a.format(port=closed_port()) for a in args))
     assert done.returncode == 2, done.stderr
     assert message in done.stdout + done.stderr and "Traceback" not in done.stderr, done

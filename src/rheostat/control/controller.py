@@ -141,7 +141,7 @@ class Controller:
     def request(self, reason: str) -> None:
         """Re-plan at the next tick whatever the demand did (e.g. a device was lost); a solve
         already running is waited for, since it planned for what was there before."""
-        self._requested = reason
+        self._requested = reason if self._requested is None else f"{self._requested}; {reason}"
 
     def start(self) -> None:
         self.clock.call_at(self.clock.now() + self.config.tick_s, self.tick)

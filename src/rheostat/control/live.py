@@ -98,6 +98,8 @@ class LiveControl(ControlPlane):
     def start(self) -> None:
         self.engine.observers.append(self)
         self.engine.device_listeners.append(self._devices_changed)
+        if self.engine.lost_devices:  # lost before the control plane started
+            self.devices = tuple(d for d in self.devices if d.name not in self.engine.lost_devices)
         super().start()
 
     def _devices_changed(self, devices: tuple[Device, ...], reason: str) -> None:

@@ -169,7 +169,8 @@ class ControlPlane:
             self.report(self._describe(allocation))
         for listener in self.listeners:
             listener(allocation, changed)
-        self.current = dict(allocation.assignment)
+        names = {d.name for d in self.devices}  # a solve may outlive a device it planned for
+        self.current = {d: k for d, k in allocation.assignment.items() if d in names}
         self.apply_split(split_of(allocation))
 
     def _describe(self, allocation: Allocation) -> str:

@@ -162,6 +162,7 @@ class DeviceRunner:
         items = [item for replica in self.replicas.values() for item in replica.items]
         for replica in self.replicas.values():
             replica.items = []
+        self._reap()
         if items:
             self._retry_or_fail(items)
 

@@ -13,7 +13,7 @@ from typing import Any
 from rheostat.devices.device import Device
 from rheostat.distributed.discovery import TYPE_RESOURCE_PREFIX, discover_devices
 
-__all__ = ["TYPE_RESOURCE_PREFIX", "connect", "discover_devices"]
+__all__ = ["TYPE_RESOURCE_PREFIX", "connect", "discover_devices", "node_alive", "nodes"]
 
 
 PROBE_TIMEOUT_S = 5.0
@@ -44,5 +44,20 @@ def connect(address: str, cpus_per_device: int | None = None) -> tuple[Device, .
         options["include_dashboard"] = False
     if not ray.is_initialized():
         ray.init(address=address, **options)
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    return discover_devices(nodes, cpus_per_device)
+    return discover_devices(nodes(), cpus_per_device)
+
+
+def nodes() -> list[dict[str, Any]]:
+    """Ray's node table (blocking: a call to the cluster's control store)."""
+    import ray
+
+    table: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return table
+
+
+def node_alive(node_id: str) -> bool | None:
+    """Whether Ray lists the node as alive (None: not listed, e.g. not yet seen)."""
+    for node in nodes():
+        if node.get("NodeID") == node_id:
+            return bool(node.get("Alive"))
+    return None

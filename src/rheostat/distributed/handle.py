@@ -9,9 +9,11 @@ on Ray.
 
 When a call fails because the actor or its node is gone, the batch comes back `lost` (the
 device runner retries its items once, elsewhere) and the handle reports the device lost
-once, so the engine takes it out of the plan and the planner re-plans on what is left. It
-then keeps trying to bring the worker back: whenever the node is alive it starts a new actor
-there and loads the same variants, and reports the device back.
+once, so the engine takes it out of the plan and the planner re-plans on what is left. If
+the node is still alive (only the actor died), the handle starts a new actor there, loads
+the variants the engine serves on the device now, and reports the device back; it retries
+with a growing back-off, and gives up once Ray lists the node as dead (Ray never revives a
+dead node: a restarted machine joins as a new node).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rheostat.backends.onnx import LoadSpec
 from rheostat.clock import WallClock
 from rheostat.devices.device import Device, DeviceKind
 from rheostat.devices.work import Batch, BatchResult
+from rheostat.distributed import node_alive
 
 __all__ = ["RayWorkerHandle", "WorkerLostError"]
 
@@ -35,7 +38,8 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
 """How long an actor may take to start on its node (a fresh Ray worker process, imports)."""
-RECOVERY_POLL_S = 2.0
+RECOVERY_FIRST_S = 1.0
+RECOVERY_MAX_S = 30.0
 
 
 class WorkerLostError(RuntimeError):
@@ -43,19 +47,23 @@ class WorkerLostError(RuntimeError):
 
 
 class ModelStore:
-    """Model files put into Ray's object store once per file version, shared by handles."""
+    """Model files put into Ray's object store once per file version, shared by handles; a
+    newer version of a file replaces the older one (Ray frees it once no call holds it)."""
 
     def __init__(self) -> None:
-        self._refs: dict[tuple[Path, int, int], Any] = {}
+        self._refs: dict[Path, tuple[tuple[int, int], Any]] = {}
 
     def ref(self, path: Path) -> Any:
+        """Blocking (reads the file): call it off the event loop."""
         import ray
 
         stat = path.stat()
-        key = (path.resolve(), stat.st_mtime_ns, stat.st_size)
-        if key not in self._refs:
-            self._refs[key] = ray.put(path.read_bytes())
-        return self._refs[key]
+        version = (stat.st_mtime_ns, stat.st_size)
+        held = self._refs.get(path.resolve())
+        if held is None or held[0] != version:
+            held = (version, ray.put(path.read_bytes()))
+            self._refs[path.resolve()] = held
+        return held[1]
 
 
 MODELS = ModelStore()
@@ -82,6 +90,10 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+async def _model(path: Path) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, MODELS.ref, path)
+
+
 class RayWorkerHandle:
     def __init__(
         self,
@@ -89,6 +101,7 @@ class RayWorkerHandle:
         on_ready: Callable[[], None] | None = None,
         on_lost: Callable[[str, str], None] | None = None,
         on_back: Callable[[str], None] | None = None,
+        wanted: Callable[[], list[LoadSpec]] | None = None,
     ) -> None:
         if device.node_id is None:
             raise ValueError(f"device {device.name!r} is not on a Ray node")
@@ -97,6 +110,9 @@ class RayWorkerHandle:
         self.on_ready = on_ready
         self.on_lost = on_lost  # (device name, why) once per loss
         self.on_back = on_back  # (device name) when a lost device serves again
+        # what a restarted actor loads: the engine's current versions for this device
+        # (what was loaded before may have been swapped or unloaded meanwhile)
+        self.wanted = wanted
         self.num_restarts = 0
         self.pid: int | None = None
         self.worker_node_id: str | None = None  # where Ray placed the actor, as it reports
@@ -137,8 +153,10 @@ class RayWorkerHandle:
                     f"worker of {device.name} started on node {info['node_id']}, "
                     f"not on its node {self.node_id}"
                 )
+            if self.wanted is not None:
+                self._specs = {spec.key: spec for spec in self.wanted()}
             for spec in self._specs.values():
-                await _wait(actor.load.remote(spec, MODELS.ref(spec.model_path)))
+                await _wait(actor.load.remote(spec, await _model(spec.model_path)))
         except BaseException:
             ray.kill(actor, no_restart=True)
             raise
@@ -151,6 +169,8 @@ class RayWorkerHandle:
         self._ready = False
         if self._recovery is not None:
             self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
         actor, self._actor = self._actor, None
         if actor is None:
             return
@@ -174,7 +194,7 @@ class RayWorkerHandle:
             raise RuntimeError(_message(exc)) from exc
 
     async def load(self, spec: LoadSpec) -> None:
-        await self._call("load", spec, MODELS.ref(spec.model_path))
+        await self._call("load", spec, await _model(spec.model_path))
         self._specs[spec.key] = spec
 
     async def unload(self, key: str) -> None:
@@ -197,31 +217,49 @@ class RayWorkerHandle:
             if exc is None:
                 on_done(done.result())
             elif _is_loss(exc):
-                self._lost(_message(exc))
-                on_done(BatchResult(lost=True))
+                try:
+                    self._lost(_message(exc))
+                finally:  # whatever the listeners did, the batch's requests get answers
+                    on_done(BatchResult(lost=True))
             else:
                 on_done(BatchResult(error=_message(exc)))
 
-        future.add_done_callback(lambda done: loop.call_soon_threadsafe(finished, done))
+        def hand_over(done: Future[Any]) -> None:  # on a Ray thread
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile: shutting down
+                    loop.call_soon_threadsafe(finished, done)
+
+        future.add_done_callback(hand_over)
 
     # -- loss and recovery ------------------------------------------------------------------
     def _lost(self, why: str) -> None:
         if not self._ready or self._stopping:
             return
         self._ready = False
-        self._actor = None
+        actor, self._actor = self._actor, None
         log.warning("device %s lost: %s", self.device.name, why)
+        # Ray may call an actor "unavailable" that still runs: end it, so it does not hold
+        # the node's CPUs against the actor that replaces it
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+        self._recovery = asyncio.get_running_loop().create_task(self._recover())
         if self.on_lost is not None:
             self.on_lost(self.device.name, why)
-        self._recovery = asyncio.get_running_loop().create_task(self._recover())
 
     async def _recover(self) -> None:
-        """Start a new actor once the node is alive again, with the same variants loaded."""
+        """While the node lives, start a new actor there (growing back-off between tries)."""
         clock = WallClock()
+        wait_s = RECOVERY_FIRST_S
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            await clock.sleep(RECOVERY_POLL_S)
-            if not await asyncio.get_running_loop().run_in_executor(None, self._node_alive):
-                continue
+            await clock.sleep(wait_s)
+            wait_s = min(2 * wait_s, RECOVERY_MAX_S)
+            alive = await loop.run_in_executor(None, node_alive, self.node_id)
+            if alive is False:
+                log.warning("device %s: its Ray node is dead; not restarting", self.device.name)
+                return
             try:
                 await self.start()
             except Exception as exc:
@@ -234,12 +272,6 @@ class RayWorkerHandle:
             if self.on_ready is not None:
                 self.on_ready()
             return
-
-    def _node_alive(self) -> bool:
-        import ray
-
-        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-        return any(n["NodeID"] == self.node_id and n["Alive"] for n in nodes)
 
 
 async def _wait(ref: Any) -> Any:
