@@ -9,6 +9,7 @@ there too; the device leaves the plan and the planner re-plans without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -138,3 +139,39 @@ def test_a_killed_worker_on_a_live_node_comes_back(cluster: RayCluster, server: 
     reasons = [e["reason"] for e in events]
     assert any(f"device {name} lost" in r for r in reasons), reasons
     assert any(f"device {name} back" in r for r in reasons), reasons
+
+
+def test_a_frozen_worker_is_given_up_on_and_replaced(cluster: RayCluster, server: Server) -> None:
+    """A worker that stops answering without dying (SIGSTOP: as a hung process or a node cut
+    off the network looks) is declared lost by the batch watchdog, long before Ray's own
+    health checks would notice; its batch is retried elsewhere and a new actor replaces it."""
+    from rheostat.distributed.handle import WATCHDOG_FLOOR_S
+
+    devices = httpx.get(f"{server.url}/rheostat/plan").json()["devices"]
+    victim = next(d for d in devices if d["node_id"] == cluster.node_id(1))
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(2.0)
+        os.kill(victim["worker_pid"], signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        lost = wait_for_plan(server, lambda p: any(d["lost"] for d in p["devices"]))
+        lost_after_s = time.monotonic() - frozen_at
+        back = wait_for_plan(server, lambda p: not any(d["lost"] for d in p["devices"]), 90)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim["worker_pid"], signal.SIGKILL)
+    print(f"frozen worker declared lost after {lost_after_s:.1f} s; {len(answers)} requests")
+    assert [d["name"] for d in lost["devices"] if d["lost"]] == [victim["name"]], lost["devices"]
+    assert lost_after_s < WATCHDOG_FLOOR_S + 5.0, lost_after_s
+    failures = [(round(t - frozen_at, 2), s, d) for t, s, d in answers if s != 200]
+    assert failures == [], failures
+    again = {d["name"]: d for d in back["devices"]}[victim["name"]]
+    assert not again["lost"] and again["worker_pid"] != victim["worker_pid"], again
+    assert any("unanswered after" in line for line in server.log), server.log[-20:]

@@ -7,8 +7,9 @@ reserved), so the plan's device is the machine that computes. A batch is one act
 its answer comes back on the event loop through the call's future, so the loop never blocks
 on Ray.
 
-When a call fails because the actor or its node is gone, the batch comes back `lost` (the
-device runner retries its items once, elsewhere) and the handle reports the device lost
+When a call fails because the actor or its node is gone, or a batch goes unanswered far
+longer than its variant ever took (the watchdog), the batch comes back `lost` (the device
+runner retries its items once, elsewhere) and the handle reports the device lost
 once, so the engine takes it out of the plan and the planner re-plans on what is left. If
 the node is still alive (only the actor died), the handle starts a new actor there, loads
 the variants the engine serves on the device now, and reports the device back; it retries
@@ -40,6 +41,12 @@ START_TIMEOUT_S = 120.0
 """How long an actor may take to start on its node (a fresh Ray worker process, imports)."""
 RECOVERY_FIRST_S = 1.0
 RECOVERY_MAX_S = 30.0
+WATCHDOG_FLOOR_S = 5.0
+WATCHDOG_FACTOR = 20.0
+"""A batch that takes longer than WATCHDOG_FACTOR x the slowest batch of its variant seen so
+far (and at least WATCHDOG_FLOOR_S) means an unresponsive worker (a frozen process, a node
+cut off the network): Ray only notices those after its own health checks, tens of seconds
+later, so the handle declares the device lost itself."""
 
 
 class WorkerLostError(RuntimeError):
@@ -121,6 +128,8 @@ class RayWorkerHandle:
         self._ready = False
         self._stopping = False
         self._recovery: asyncio.Task[None] | None = None
+        self._slowest_s: dict[str, float] = {}  # per variant: its slowest answered batch
+        self._clock = WallClock()
 
     @property
     def ready(self) -> bool:
@@ -205,16 +214,42 @@ class RayWorkerHandle:
         points: dict[int, float] = await self._call("profile", key, batch_sizes, repeats)
         return points
 
+    def watchdog_s(self, key: str) -> float:
+        return max(WATCHDOG_FLOOR_S, WATCHDOG_FACTOR * self._slowest_s.get(key, 0.0))
+
     def execute(self, batch: Batch, on_done: Callable[[BatchResult], None]) -> None:
         if self._actor is None:
             on_done(BatchResult(lost=True))
             return
         loop = asyncio.get_running_loop()
-        future: Future[Any] = self._actor.run.remote(batch.variant_key, batch.payloads).future()
+        key = batch.variant_key
+        sent_s = self._clock.now()
+        future: Future[Any] = self._actor.run.remote(key, batch.payloads).future()
+        answered = False
+
+        def unresponsive() -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            waited = self._clock.now() - sent_s
+            try:
+                self._lost(f"batch {batch.batch_id} of {key} unanswered after {waited:.1f} s")
+            finally:
+                on_done(BatchResult(lost=True))
+
+        watchdog = self._clock.call_at(sent_s + self.watchdog_s(key), unresponsive)
 
         def finished(done: Future[Any]) -> None:
+            nonlocal answered
+            if answered:  # the watchdog gave up on it already
+                return
+            answered = True
+            watchdog.cancel()
             exc = done.exception()
             if exc is None:
+                took = self._clock.now() - sent_s
+                self._slowest_s[key] = max(self._slowest_s.get(key, 0.0), took)
                 on_done(done.result())
             elif _is_loss(exc):
                 try:
