@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +57,17 @@ def _serving_devices(
     if specs:
         raise ValueError("--device and --ray-address: give one (Ray finds the devices)")
     return _ray_devices(ray_address, ray_cpus_per_device)
+
+
+def _discovery(
+    ray_address: str | None, cpus_per_device: int | None
+) -> Callable[[], tuple[Device, ...]] | None:
+    """On a Ray cluster: how the engine finds devices of nodes that join while it serves."""
+    if ray_address is None:
+        return None
+    from rheostat.distributed import discover_devices, nodes
+
+    return lambda: discover_devices(nodes(), cpus_per_device)
 
 
 def _ray_devices(address: str, cpus_per_device: int | None) -> tuple[Device, ...]:
@@ -143,6 +154,7 @@ def serve(
     families = ", ".join(repository.families)
     console.print(f"rheostat: loading {families} from {model_repository}")
     engine = Engine(repository, config)
+    engine.discover = _discovery(ray_address, ray_cpus_per_device)
 
     def progress(message: str) -> None:
         console.print(f"  {message}")

@@ -8,7 +8,9 @@ layer turns HTTP into `infer` calls and outcomes into responses.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,7 +42,11 @@ from rheostat.workers.handle import Worker, WorkerHandle
 
 __all__ = ["Engine", "EngineState", "InferOutcome", "RequestObserver", "RequestOptions"]
 
+log = logging.getLogger(__name__)
+
 Progress = Callable[[str], None]
+DISCOVERY_INTERVAL_S = 2.0
+"""How often a cluster's node table is read for devices that joined (see `discover`)."""
 DeviceListener = Callable[[tuple[Device, ...], str], None]
 """Told the devices left serving, and why, when one is lost or comes back."""
 
@@ -80,6 +86,9 @@ class Engine:
         self.workers: dict[str, Worker] = {}
         self.lost_devices: set[str] = set()  # remote devices whose worker is gone
         self.device_listeners: list[DeviceListener] = []  # e.g. the control plane
+        # on a cluster: the devices it has now (blocking; run off the loop); new ones join
+        self.discover: Callable[[], Sequence[Device]] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.runners: dict[str, DeviceRunner] = {}
         self.profiles: dict[Replica, LatencyProfile] = {}
         self.tail_profiles: dict[Replica, dict[int, float]] = {}  # p99 from stored profiles
@@ -109,6 +118,8 @@ class Engine:
             raise
         self.state = EngineState.READY
         say("ready")
+        if self.discover is not None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_devices(say))
 
     async def _start_device(self, device: Device, say: Progress) -> None:
         worker = self._make_worker(device)
@@ -160,7 +171,7 @@ class Engine:
         for listener in self.device_listeners:
             listener(self.live_devices, f"device {name} lost")
 
-    def device_back(self, name: str) -> None:
+    def device_back(self, name: str, what: str = "back") -> None:
         """A lost device serves again: its worker restarted with the variants the engine
         serves now (`_wanted_specs`). With a planner, the re-plan gives it traffic; without
         one, it gets its static share back."""
@@ -176,7 +187,7 @@ class Engine:
         self.plan = Plan(self.plan.replicas | back, split)
         self.router.set_plan(self.plan)
         for listener in self.device_listeners:
-            listener(self.live_devices, f"device {name} back")
+            listener(self.live_devices, f"device {name} {what}")
 
     def _wanted_specs(self, device: Device) -> list[LoadSpec]:
         """What a restarted worker of `device` must open: the served version of each variant
@@ -244,7 +255,41 @@ class Engine:
 
     async def stop(self) -> None:
         self.state = EngineState.STOPPING
+        if self._watch is not None:
+            self._watch.cancel()
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
+
+    async def _watch_devices(self, say: Progress) -> None:
+        """Add the devices of nodes that join the cluster while serving."""
+        assert self.discover is not None
+        discover = self.discover
+        loop = asyncio.get_running_loop()
+        while self.state is EngineState.READY:
+            await self.clock.sleep(DISCOVERY_INTERVAL_S)
+            try:
+                found = await loop.run_in_executor(None, discover)
+            except Exception as exc:  # the cluster's control store is busy or gone: retry
+                log.warning("device discovery failed: %s", exc)
+                continue
+            known = {d.name for d in self.config.devices}
+            for device in found:
+                if device.name in known:
+                    continue
+                try:
+                    await self.add_device(device, say)
+                except Exception as exc:
+                    log.warning("device %s could not join: %s", device.name, exc)
+
+    async def add_device(self, device: Device, say: Progress) -> None:
+        """A new device: start its worker, load and profile every variant it may run, then
+        route to it (re-planned in, or its static share without a planner)."""
+        say(f"device {device.name} ({device.device_type}) joined")
+        self.config = dataclasses.replace(self.config, devices=(*self.config.devices, device))
+        self.lost_devices.add(device.name)  # not serving until its variants are loaded
+        await self._start_device(device, say)
+        for replica in sorted(default_plan(self.repository, [device]).replicas):
+            await self._load_replica(replica, say)
+        self.device_back(device.name, "joined")
 
     # -- model control (repository extension) -----------------------------------------------
     def resolve(self, name: str) -> tuple[Family, str | None]:

@@ -175,3 +175,40 @@ def test_a_frozen_worker_is_given_up_on_and_replaced(cluster: RayCluster, server
     again = {d["name"]: d for d in back["devices"]}[victim["name"]]
     assert not again["lost"] and again["worker_pid"] != victim["worker_pid"], again
     assert any("unanswered after" in line for line in server.log), server.log[-20:]
+
+
+def test_a_node_that_joins_while_serving_becomes_a_device(
+    cluster: RayCluster, server: Server
+) -> None:
+    """A node added to the cluster under load is found, its device's variants are loaded and
+    profiled there, and the re-plan gives it work; nothing fails meanwhile."""
+    from ray_fixtures import STORE_BYTES
+
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        node = cluster.cluster.add_node(
+            num_cpus=1, resources={"device_type:edge": 1}, object_store_memory=STORE_BYTES
+        )
+        cluster.cluster.wait_for_nodes()
+        name = f"edge.{str(node.node_id)[:6]}.cpu0"
+        joined = wait_for_plan(
+            server, lambda p: any(d["name"] == name and not d["lost"] for d in p["devices"]), 90
+        )
+        joined_at = time.monotonic()
+        time.sleep(4.0)  # the re-plan after it joined gives it work
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    device = {d["name"]: d for d in joined["devices"]}.get(name)
+    assert device is not None and device["worker_node_id"] == str(node.node_id), joined["devices"]
+    failures = [(round(t - joined_at, 2), s, d) for t, s, d in answers if s != 200]
+    assert failures == [], failures
+    assert name in {d for t, s, d in answers if t > joined_at + 1.0}, "not used after it joined"
+    events = httpx.get(f"{server.url}/rheostat/plan").json()["control"]["events"]
+    assert any(f"device {name} joined" in e["reason"] for e in events), events

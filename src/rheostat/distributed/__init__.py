@@ -1,7 +1,9 @@
 """Distributed mode on Ray: devices on the cluster's nodes, workers as actors placed there.
 
 The front end (HTTP, router, batching, control plane) stays one process; only the device
-workers move to the nodes. Ray is imported only when this mode is used.
+workers move to the nodes. The engine reads the node table every few seconds (`nodes`,
+`discover_devices`), so nodes that join while it serves become devices too. Ray is
+imported only when this mode is used.
 """
 
 from __future__ import annotations
