@@ -121,26 +121,23 @@ def main() -> None:
 
     specs, subset = benchmarked(args.model_repository, args.variants)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for round_ in range(args.rounds):
-        print(f"round {round_ + 1}/{args.rounds}: local", flush=True)
-        server = start(subset, "--device", f"cpu:{core}", "--no-metrics")
+
+    def run(mode: str, *server_args: str) -> None:
+        server = start(subset, *server_args, "--no-metrics")
         try:
             for key, dims, batch in specs:
-                results.setdefault((key, "local"), []).append(
+                results.setdefault((key, mode), []).append(
                     measure(server.url, key, dims, batch, args.seconds, pin)
                 )
         finally:
             stop(server)
+
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1}/{args.rounds}: local", flush=True)
+        run("local", "--device", f"cpu:{core}")
         print(f"round {round_ + 1}/{args.rounds}: Ray", flush=True)
         with one_node_cluster(core, others) as address:
-            server = start(subset, "--ray-address", address, "--no-metrics")
-            try:
-                for key, dims, batch in specs:
-                    results.setdefault((key, "ray"), []).append(
-                        measure(server.url, key, dims, batch, args.seconds, pin)
-                    )
-            finally:
-                stop(server)
+            run("ray", "--ray-address", address)
     shutil.rmtree(subset, ignore_errors=True)
 
     def median(key: str, mode: str, field: str) -> float:

@@ -16,6 +16,10 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 STORE_BYTES = 100 * 2**20
 
+DIGIT = {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [3.0] * 64}
+BODY = {"inputs": [DIGIT]}
+"""One digits request (the family the Ray tests serve)."""
+
 
 @dataclass
 class RayCluster:

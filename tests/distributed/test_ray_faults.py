@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ray_fixtures import RayCluster, ray_cluster
+from ray_fixtures import DIGIT, STORE_BYTES, RayCluster, ray_cluster
 
 from conftest import Server, family_repository, start_server, stop_server
 
@@ -29,10 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # The clients allow 10 s (Triton's `timeout`, in microseconds): Ray reports a lost node
 # about 2 s after it goes, longer than the family's 50-ms SLO, and this test is about losing
 # requests, not about lateness (with the SLO, those caught in that window get a clear 504).
-BODY = {
-    "inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [3.0] * 64}],
-    "parameters": {"timeout": 10_000_000},
-}
+BODY = {"inputs": [DIGIT], "parameters": {"timeout": 10_000_000}}
 
 
 @pytest.fixture()
@@ -61,8 +58,11 @@ def wait_for_plan(
         time.sleep(0.2)
 
 
-def load(server: Server, answers: list[tuple[float, int, str]], stop: threading.Event) -> None:
-    """One closed-loop client: (sent, status, device or error text) per request."""
+Answers = list[tuple[float, int, str]]  # (sent, status, device or error text) per request
+
+
+def load(server: Server, answers: Answers, stop: threading.Event) -> None:
+    """One closed-loop client."""
     with httpx.Client(base_url=server.url, timeout=30) as http:
         while not stop.is_set():
             sent = time.monotonic()
@@ -71,24 +71,39 @@ def load(server: Server, answers: list[tuple[float, int, str]], stop: threading.
             answers.append((sent, r.status_code, device))
 
 
+@contextlib.contextmanager
+def under_load(server: Server, clients: int = 3) -> Iterator[Answers]:
+    """Closed-loop clients for the length of the block; all of them done when it ends."""
+    answers: Answers = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+
+
+def worker_of(server: Server, node_id: str) -> dict[str, Any]:
+    """The device on `node_id`, as `/rheostat/plan` lists it."""
+    devices = httpx.get(f"{server.url}/rheostat/plan").json()["devices"]
+    return next(d for d in devices if d["node_id"] == node_id)
+
+
 def test_a_node_killed_under_load_loses_no_accepted_request(
     cluster: RayCluster, server: Server
 ) -> None:
-    answers: list[tuple[float, int, str]] = []
-    stop = threading.Event()
     victim = f"edge.{cluster.node_id(1)[:6]}.cpu0"
     survivor = f"edge.{cluster.node_id(0)[:6]}.cpu0"
-    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    time.sleep(3.0)
-    killed_at = time.monotonic()
-    cluster.cluster.remove_node(cluster.nodes[1], allow_graceful=False)
-    time.sleep(5.0)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a request hung"
+    with under_load(server) as answers:
+        time.sleep(3.0)
+        killed_at = time.monotonic()
+        cluster.cluster.remove_node(cluster.nodes[1], allow_graceful=False)
+        time.sleep(5.0)
 
     before = [d for t, s, d in answers if s == 200 and t < killed_at]
     assert {victim, survivor} <= set(before), set(before)  # both nodes served before
@@ -108,15 +123,9 @@ def test_a_node_killed_under_load_loses_no_accepted_request(
 def test_a_killed_worker_on_a_live_node_comes_back(cluster: RayCluster, server: Server) -> None:
     """The actor dies but its node lives: the device leaves the plan, a new actor starts on
     the same node with the same variants, and the device serves again."""
-    devices = httpx.get(f"{server.url}/rheostat/plan").json()["devices"]
-    victim = next(d for d in devices if d["node_id"] == cluster.node_id(1))
+    victim = worker_of(server, cluster.node_id(1))
     name = victim["name"]
-    answers: list[tuple[float, int, str]] = []
-    stop = threading.Event()
-    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    try:
+    with under_load(server) as answers:
         time.sleep(2.0)
         os.kill(victim["worker_pid"], signal.SIGKILL)
         killed_at = time.monotonic()
@@ -124,10 +133,6 @@ def test_a_killed_worker_on_a_live_node_comes_back(cluster: RayCluster, server: 
         back = wait_for_plan(server, lambda p: not any(d["lost"] for d in p["devices"]), 90)
         back_at = time.monotonic()
         time.sleep(4.0)  # the re-plan after its return gives it work again
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
     assert [d["name"] for d in lost["devices"] if d["lost"]] == [name], lost["devices"]
     again = {d["name"]: d for d in back["devices"]}[name]
     assert not again["lost"] and again["worker_node_id"] == victim["node_id"], again
@@ -147,24 +152,16 @@ def test_a_frozen_worker_is_given_up_on_and_replaced(cluster: RayCluster, server
     health checks would notice; its batch is retried elsewhere and a new actor replaces it."""
     from rheostat.distributed.handle import WATCHDOG_FLOOR_S
 
-    devices = httpx.get(f"{server.url}/rheostat/plan").json()["devices"]
-    victim = next(d for d in devices if d["node_id"] == cluster.node_id(1))
-    answers: list[tuple[float, int, str]] = []
-    stop = threading.Event()
-    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
+    victim = worker_of(server, cluster.node_id(1))
     try:
-        time.sleep(2.0)
-        os.kill(victim["worker_pid"], signal.SIGSTOP)
-        frozen_at = time.monotonic()
-        lost = wait_for_plan(server, lambda p: any(d["lost"] for d in p["devices"]))
-        lost_after_s = time.monotonic() - frozen_at
-        back = wait_for_plan(server, lambda p: not any(d["lost"] for d in p["devices"]), 90)
+        with under_load(server) as answers:
+            time.sleep(2.0)
+            os.kill(victim["worker_pid"], signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            lost = wait_for_plan(server, lambda p: any(d["lost"] for d in p["devices"]))
+            lost_after_s = time.monotonic() - frozen_at
+            back = wait_for_plan(server, lambda p: not any(d["lost"] for d in p["devices"]), 90)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim["worker_pid"], signal.SIGKILL)
     print(f"frozen worker declared lost after {lost_after_s:.1f} s; {len(answers)} requests")
@@ -182,14 +179,7 @@ def test_a_node_that_joins_while_serving_becomes_a_device(
 ) -> None:
     """A node added to the cluster under load is found, its device's variants are loaded and
     profiled there, and the re-plan gives it work; nothing fails meanwhile."""
-    from ray_fixtures import STORE_BYTES
-
-    answers: list[tuple[float, int, str]] = []
-    stop = threading.Event()
-    threads = [threading.Thread(target=load, args=(server, answers, stop)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    try:
+    with under_load(server) as answers:
         time.sleep(1.0)
         node = cluster.cluster.add_node(
             num_cpus=1, resources={"device_type:edge": 1}, object_store_memory=STORE_BYTES
@@ -201,10 +191,6 @@ def test_a_node_that_joins_while_serving_becomes_a_device(
         )
         joined_at = time.monotonic()
         time.sleep(4.0)  # the re-plan after it joined gives it work
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
     device = {d["name"]: d for d in joined["devices"]}.get(name)
     assert device is not None and device["worker_node_id"] == str(node.node_id), joined["devices"]
     failures = [(round(t - joined_at, 2), s, d) for t, s, d in answers if s != 200]

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ray_fixtures import RayCluster, ray_cluster
+from ray_fixtures import BODY, RayCluster, ray_cluster
 
 from conftest import Server, family_repository, start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-BODY = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [3.0] * 64}]}
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ray_fixtures import BODY
 
 from conftest import ROOT, family_repository, start_server, stop_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-BODY = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [3.0] * 64}]}
 
 
 def walkthrough() -> list[str]:
