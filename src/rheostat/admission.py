@@ -12,6 +12,7 @@ is expected to meet the deadline. Also the one retry of a request whose worker d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ class RequestOptions:
     min_accuracy: float = 0.0
     app: str = ""
     max_share: float = 1.0
+    max_energy_j: float | None = None  # joules per request
 
 
 class Admission:
@@ -81,6 +83,14 @@ class Admission:
                 f"{family} ({best[0]}, accuracy {best[1]:.4f})"
             )
         candidates = self.router.candidates(family, constraints)
+        if not candidates and constraints.max_energy_j is not None:
+            unbounded = dataclasses.replace(constraints, max_energy_j=None)
+            if fits := self.router.candidates(family, unbounded):
+                cheapest = min(self.router.energy.get(r, 0.0) for r in fits)
+                raise InvalidRequestError(
+                    f"max_energy_j {constraints.max_energy_j:g} is below what any eligible "
+                    f"variant of {family} needs per request ({cheapest:.3g} J at least)"
+                )
         if not candidates:
             what = f"{family}.{constraints.variant}" if constraints.variant else family
             raise NotReadyError(f"model {what} is not loaded")
@@ -123,7 +133,7 @@ class Admission:
             rung = index < len(tried) - 1
             if rung and len(queue.items) + len(payloads) > fill * queue.max_queue_size:
                 continue  # leave this queue to higher priorities: take the next rung
-            if runner.expected_finish_s(replica.key) > deadline:
+            if runner.expected_finish_s(replica.key, len(payloads)) > deadline:
                 last = QueueFullError(
                     f"no variant of {family} can meet the deadline of "
                     f"{(deadline - now) * 1e3:.0f} ms at the current load; tried "

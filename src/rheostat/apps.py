@@ -1,12 +1,17 @@
-"""Per-application policies: latency SLO, minimum accuracy, priority and a share cap.
+"""Per-application policies: latency SLO, minimum accuracy, energy budget, priority and a
+share cap.
 
 An application names its policy with the request parameter `app`; the request's own
-`slo_ms`, `min_accuracy` and `priority` override the policy's. Policies come from a YAML
-file (`rheostat serve --apps apps.yaml`, or `apps.yaml` at the repository's root)::
+`slo_ms`, `min_accuracy`, `max_energy_j` and `priority` override the policy's. Policies
+come from a YAML file (`rheostat serve --apps apps.yaml`, or `apps.yaml` at the
+repository's root)::
 
     apps:
       checkout-camera: {slo_ms: 200, min_accuracy: 0.75, priority: 1}
       batch-archive: {family: efficientnet_lite, priority: 200, max_share: 0.3}
+      solar-sensor: {family: digits, max_energy_j: 0.002}
+
+and change while serving (`PUT /rheostat/apps/NAME`, `rheostat apps set`).
 
 Priority follows Triton: 1 is the highest level, larger numbers are lower, 0 means the
 default level (100). Lower-priority requests degrade first: they leave a replica's queue to
@@ -25,9 +30,9 @@ import yaml
 
 from rheostat.errors import ConfigError
 
-__all__ = ["AppPolicy", "load_apps", "queue_fill_limit"]
+__all__ = ["APP_FIELDS", "AppPolicy", "app_policy", "load_apps", "queue_fill_limit"]
 
-_FIELDS = {"family", "slo_ms", "min_accuracy", "priority", "max_share"}
+APP_FIELDS = {"family", "slo_ms", "min_accuracy", "priority", "max_share", "max_energy_j"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class AppPolicy:
     """Triton priority level: 1 highest; 0 the default level."""
     max_share: float = 1.0
     """Largest share of its family's admitted load under pressure."""
+    max_energy_j: float | None = None
+    """Joules one request may cost at most (None: no budget)."""
 
     def __post_init__(self) -> None:
         if self.slo_ms is not None and self.slo_ms <= 0:
@@ -53,20 +60,32 @@ class AppPolicy:
             raise ValueError(f"app {self.name!r}: priority {self.priority} must be >= 0")
         if not 0 < self.max_share <= 1:
             raise ValueError(f"app {self.name!r}: max_share {self.max_share} not in (0, 1]")
+        if self.max_energy_j is not None and not self.max_energy_j > 0:
+            raise ValueError(f"app {self.name!r}: max_energy_j {self.max_energy_j} must be > 0")
+        if self.family is not None and not isinstance(self.family, str):
+            raise ValueError(f"app {self.name!r}: family {self.family!r} must be a string")
+        for key in ("slo_ms", "min_accuracy", "priority", "max_share", "max_energy_j"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float | None):
+                raise ValueError(f"app {self.name!r}: {key} {value!r} must be a number")
 
 
-def _policy(path: Path, name: str, data: Any) -> AppPolicy:
+def app_policy(name: str, data: Any, where: str = "") -> AppPolicy:
+    """An AppPolicy from a mapping of its fields; a ConfigError names `where` and the field."""
+    where = where or f"app {name!r}"
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: apps.{name}: expected a mapping, got {data!r}")
-    unknown = sorted(set(data) - _FIELDS)
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    unknown = sorted(set(data) - APP_FIELDS)
     if unknown:
-        raise ConfigError(
-            f"{path}: apps.{name}.{unknown[0]}: unknown field; expected {sorted(_FIELDS)}"
-        )
+        raise ConfigError(f"{where}.{unknown[0]}: unknown field; expected {sorted(APP_FIELDS)}")
     try:
         return AppPolicy(name=name, **data)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: apps.{name}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _policy(path: Path, name: str, data: Any) -> AppPolicy:
+    return app_policy(name, data, f"{path}: apps.{name}")
 
 
 def load_apps(path: Path) -> dict[str, AppPolicy]:

@@ -369,13 +369,15 @@ def build_repository(
         "model_repository"
     ),
     family: Annotated[
-        list[str] | None, typer.Option(help="Only these families (digits, efficientnet_lite).")
+        list[str] | None,
+        typer.Option(help="Only these families (digits, digits_exits, efficientnet_lite)."),
     ] = None,
 ) -> None:
-    """Build the default model repository: train digits, export and quantize EfficientNet-Lite."""
-    from rheostat.lifecycle.default_repository import build_default_repository
+    """Build the default model repository: train digits (with a cascade) and the multi-exit
+    digits network, export and quantize EfficientNet-Lite."""
+    from rheostat.lifecycle.default_repository import FAMILIES, build_default_repository
 
-    families = tuple(family) if family else ("digits", "efficientnet_lite")
+    families = tuple(family) if family else FAMILIES
     with console.status("building the default model repository") as status:
 
         def progress(message: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rheostat.apps import AppPolicy
 from rheostat.devices.device import Device, default_devices
+from rheostat.devices.power import PowerModel
 
 __all__ = ["ServerConfig"]
 
@@ -35,6 +36,8 @@ class ServerConfig:
     """Timed runs per batch size when profiling a variant at load time."""
     apps: Mapping[str, AppPolicy] = field(default_factory=dict)
     """Per-application policies, by the name requests give in their `app` parameter."""
+    power: Mapping[str, PowerModel] = field(default_factory=dict)
+    """Power models by device type (`--power`); others are measured (RAPL) or estimated."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.http_port <= 65535:

@@ -11,17 +11,20 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from rheostat.admission import Admission, RequestOptions
-from rheostat.backends.onnx import LoadSpec
+from rheostat.apps import AppPolicy
+from rheostat.backends.onnx import LoadSpec, load_spec
 from rheostat.batching import make_policy
 from rheostat.clock import WallClock
 from rheostat.config import ServerConfig
 from rheostat.devices.device import Device
+from rheostat.devices.power import PowerModel, RaplMeter, default_power, share_of_package
 from rheostat.devices.runner import DeviceRunner, ReplicaQueue
 from rheostat.devices.work import ItemResult, Outcome, Payload
 from rheostat.errors import (
@@ -74,6 +77,11 @@ class InferOutcome:
     arrival_s: float
     deadline_s: float
 
+    @property
+    def energy_j(self) -> float:
+        """The request's energy: its items' shares of their batches' device energy."""
+        return sum(r.energy_j for r in self.results)
+
 
 class Engine:
     def __init__(self, repository: Repository, config: ServerConfig) -> None:
@@ -82,7 +90,9 @@ class Engine:
         self.clock = WallClock()
         self.state = EngineState.LOADING
         self.plan = default_plan(repository, config.devices)
-        self.router = Router(self.plan, self._accuracies())
+        self.power: dict[str, PowerModel] = {}  # device name -> its power model
+        self.energy: dict[Replica, float] = {}  # joules of one request run alone
+        self.router = Router(self.plan, self._accuracies(), energy=self.energy)
         self.workers: dict[str, Worker] = {}
         self.lost_devices: set[str] = set()  # remote devices whose worker is gone
         self.device_listeners: list[DeviceListener] = []  # e.g. the control plane
@@ -130,8 +140,34 @@ class Engine:
         self.runners[device.name] = runner
         say(f"starting worker for {device.name}")
         await worker.start()
+        runner.power = self.power[device.name] = self._power(device)
+        measure = self.power[device.name].source == "estimate" and not device.remote
+        meter = RaplMeter() if measure else None
+        before = meter.read_uj() if meter is not None and meter.readable else None
+        started = self.clock.now()
         for replica in self.plan.on_device(device.name):
             await self._load_replica(replica, say)
+        if meter is not None and before is not None and (after := meter.read_uj()) is not None:
+            # loading is mostly profiling, which keeps the device busy: its share of the
+            # packages' power over that time is its active power
+            watts = meter.joules_between(before, after) / max(self.clock.now() - started, 1e-3)
+            active = watts * share_of_package(device)
+            if active > 0:
+                idle = min(self.power[device.name].idle_w, active)
+                runner.power = self.power[device.name] = PowerModel(idle, active, "rapl")
+                say(f"  {device.name}: {active:.1f} W active (RAPL)")
+                self._energies(device.name)
+
+    def _power(self, device: Device) -> PowerModel:
+        return self.config.power.get(device.device_type) or default_power(device)
+
+    def _energies(self, device: str) -> None:
+        """Expected joules of one request on each replica of `device`: batch-1 latency at
+        the device's active power (the most a request costs; batching spreads it)."""
+        power = self.power.get(device)
+        for replica, profile in self.profiles.items():
+            if replica.device == device and power is not None:
+                self.energy[replica] = power.active_w * profile.latency_s(1)
 
     def _make_worker(self, device: Device) -> Worker:
         if device.remote:
@@ -218,9 +254,17 @@ class Engine:
         else:
             sizes = batch_sizes_for(family.config.max_batch_size)
             points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
+        worst = None
+        if family.config.variants[replica.variant].stages:
+            worst_points = await worker.profile(
+                replica.key, batch_sizes_for(family.config.max_batch_size),
+                self.config.profile_repeats, worst=True,
+            )  # fmt: skip
+            worst = LatencyProfile(worst_points)
         profile = LatencyProfile(points)
         self.profiles[replica] = profile
         self.base_profiles[replica] = dict(points)
+        self._energies(replica.device)
         self.loaded_versions[replica.key] = version
         batching = family.config.dynamic_batching
         self.runners[replica.device].add_replica(
@@ -230,8 +274,31 @@ class Engine:
                 profile=profile,
                 max_batch_size=family.config.max_batch_size,
                 max_queue_size=batching.default_queue_policy.max_queue_size,
+                worst=worst,
             )
         )
+
+    def set_app(self, policy: AppPolicy | None, name: str = "") -> None:
+        """Add, change (`policy`) or remove (`name`, no policy) an app's policy while serving:
+        requests read it as they arrive, plans at the next re-plan."""
+        apps = dict(self.config.apps)
+        if policy is None:
+            apps.pop(name, None)
+        else:
+            apps[policy.name] = policy
+        self.config = dataclasses.replace(self.config, apps=apps)
+        log.info("app policies now: %s", sorted(apps))
+
+    def energy_budget(self, family: str) -> float:
+        """The tightest energy budget of the apps bound to `family` (math.inf: none): the
+        planner keeps the family's variants within it. Apps not bound to one family have
+        their budget enforced per request by routing only."""
+        budgets = [
+            a.max_energy_j
+            for a in self.config.apps.values()
+            if a.family == family and a.max_energy_j is not None
+        ]
+        return min(budgets, default=math.inf)
 
     def capacity_rps(self, family: str) -> float:
         """What the current plan can carry for `family`: per replica in its split, the best
@@ -320,6 +387,7 @@ class Engine:
             await self.clock.sleep(0.01)
         for replica in doomed:
             self.profiles.pop(replica, None)
+            self.energy.pop(replica, None)
             self.loaded_versions.pop(replica.key, None)
             if replica.device not in self.lost_devices:  # a restart opens only what is wanted
                 await self.workers[replica.device].unload(replica.key)
@@ -354,25 +422,27 @@ class Engine:
             self._set_plan(self.plan.replicas | added)
 
     async def _swap_replica(self, replica: Replica) -> None:
-        """Open the served version of `replica` in its worker, replacing the old session."""
+        """Open the served version of `replica` in its worker, replacing the old session,
+        and profile it (a new version may run faster or slower) unless it is the same one."""
         spec, version = self._spec(replica)
         if replica.device not in self.lost_devices:  # a restart opens the served version
-            await self.workers[replica.device].load(spec)
+            worker = self.workers[replica.device]
+            await worker.load(spec)
+            family = self.repository.families[replica.family]
+            stored = read_profile(family, replica.variant, self._device(replica.device).device_type)
+            if stored is None and version != self.loaded_versions.get(replica.key):
+                sizes = batch_sizes_for(family.config.max_batch_size)
+                points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
+                self.base_profiles[replica] = dict(points)
+                self.profiles[replica].reset(points)
+                self._energies(replica.device)
         self.loaded_versions[replica.key] = version
 
     def _spec(self, replica: Replica) -> tuple[LoadSpec, int]:
         """What a worker needs to open the served version of `replica`."""
         family = self.repository.families[replica.family]
-        variant = family.config.variants[replica.variant]
         version = family.served_version(replica.variant)
-        spec = LoadSpec(
-            key=replica.key,
-            model_path=family.model_path(replica.variant, version),
-            input=variant.input,
-            output_name=family.config.output.name,
-            preprocessing=variant.preprocessing,
-        )
-        return spec, version
+        return load_spec(family, replica.variant, version), version
 
     def set_split(self, split: dict[str, dict[Replica, float]]) -> None:
         """Switch families' traffic to a new split over loaded replicas (others keep theirs).
@@ -438,6 +508,7 @@ class Engine:
             RequestStatus.LATE if late else RequestStatus.ON_TIME, arrival_s,
             self.clock.now() - arrival_s, sum(r.queue_s for r in results) / len(results),
             sum(r.compute_s for r in results) / len(results), outcome.accuracy,
+            energy_j=outcome.energy_j,
         )  # fmt: skip
 
     def _refused(
@@ -467,7 +538,9 @@ class Engine:
         deadline = now + timeout
         for observer in self.observers:
             observer.arrived(family.name, len(payloads), now)
-        constraints = Constraints(variant=variant, min_accuracy=options.min_accuracy)
+        constraints = Constraints(
+            variant=variant, min_accuracy=options.min_accuracy, max_energy_j=options.max_energy_j
+        )
         candidates = self.admission.candidates(family.name, constraints, now, deadline)
         futures = [self.clock.loop.create_future() for _ in payloads]
         settle = [functools.partial(_settle, future) for future in futures]

@@ -61,8 +61,12 @@ class InvalidRequestError(RequestError):
     http_status = 400
 
 
-class ModelNotFoundError(RequestError):
+class NotFoundError(RequestError):
     http_status = 404
+
+
+class ModelNotFoundError(NotFoundError):
+    pass
 
 
 class PayloadTooLargeError(RequestError):

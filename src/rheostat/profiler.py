@@ -19,7 +19,7 @@ from typing import Any
 import onnxruntime as ort
 import psutil
 
-from rheostat.backends.onnx import LoadSpec
+from rheostat.backends.onnx import load_spec
 from rheostat.clock import unix_time_s
 from rheostat.devices.device import Device
 from rheostat.repository.loader import Family, Repository
@@ -60,14 +60,10 @@ def _write(path: Path, device_type: str, entry: dict[str, Any]) -> None:
 async def _profile_variant(
     worker: WorkerHandle, family: Family, variant: str, repeats: int, warmup: int
 ) -> dict[str, Any]:
-    config = family.config.variants[variant]
     key = f"{family.name}.{variant}"
     pid = worker.pid
     before = psutil.Process(pid).memory_info().rss if pid else 0
-    spec = LoadSpec(
-        key, family.model_path(variant), config.input, family.config.output.name,
-        config.preprocessing,
-    )  # fmt: skip
+    spec = load_spec(family, variant)
     await worker.load(spec)
     after = psutil.Process(pid).memory_info().rss if pid else 0
     sizes = batch_sizes_for(family.config.max_batch_size)

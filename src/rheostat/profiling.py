@@ -62,6 +62,11 @@ class LatencyProfile:
         value = t_lo + (t_hi - t_lo) * (batch_size - lo) / (hi - lo)
         return max(value, min(self._points.values()) * 0.5)
 
+    def reset(self, points_s: Mapping[int, float]) -> None:
+        """Start again from new measurements (a new model version was swapped in)."""
+        fresh = LatencyProfile(points_s, self._smoothing)
+        self._points, self._sizes = fresh._points, fresh._sizes
+
     def observe(self, batch_size: int, seconds: float) -> None:
         if seconds <= 0 or batch_size < 1:
             return

@@ -33,6 +33,7 @@ class Constraints:
     variant: str | None = None  # pinned
     min_accuracy: float = 0.0
     exclude_devices: frozenset[str] = frozenset()
+    max_energy_j: float | None = None  # per request, by the replica's `energy` estimate
 
 
 class Router:
@@ -41,12 +42,16 @@ class Router:
         plan: Plan,
         accuracy: Mapping[str, float],
         load: Callable[[Replica], float] | None = None,
+        energy: Mapping[Replica, float] | None = None,
     ) -> None:
         """`accuracy` maps `family.variant` to its accuracy; with `load`, route to the
-        least loaded replica of the split rather than by its weights."""
+        least loaded replica of the split rather than by its weights. `energy` (joules of a
+        request on a replica, kept up to date by its owner) is what energy budgets are
+        checked against; a replica without an entry fits any budget."""
         self.plan = plan
         self.accuracy = dict(accuracy)
         self.load = load
+        self.energy = energy if energy is not None else {}
         self._current: dict[Replica, float] = {}
 
     def set_plan(self, plan: Plan) -> None:
@@ -58,6 +63,7 @@ class Router:
             (c.variant is None or replica.variant == c.variant)
             and self.accuracy.get(replica.key, 0.0) >= c.min_accuracy
             and replica.device not in c.exclude_devices
+            and (c.max_energy_j is None or self.energy.get(replica, 0.0) <= c.max_energy_j)
         )
 
     def _rotate(self, weights: Mapping[Replica, float]) -> list[Replica]:

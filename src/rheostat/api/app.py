@@ -29,16 +29,21 @@ import rheostat
 from rheostat.api import dataplane
 from rheostat.api.codec import HEADER_LENGTH_HEADER, decode_infer_request, encode_infer_response
 from rheostat.api.openapi import openapi_description
+from rheostat.apps import APP_FIELDS, app_policy
 from rheostat.clock import unix_time_s
 from rheostat.control.live import LiveControl
+from rheostat.devices.work import PayloadKind
 from rheostat.engine import Engine, EngineState
 from rheostat.errors import (
+    ConfigError,
     InvalidRequestError,
     ModelNotFoundError,
+    NotFoundError,
     PayloadTooLargeError,
     QueueFullError,
     RequestError,
 )
+from rheostat.lifecycle.feedback import Answer, FeedbackBook, Retrainer
 from rheostat.monitoring import TimeSeries
 from rheostat.repository.loader import Family
 
@@ -80,10 +85,17 @@ def _guard(handler: Handler) -> Handler:
 
 class OipApi:
     def __init__(
-        self, engine: Engine, control: LiveControl | None = None, series: TimeSeries | None = None
+        self,
+        engine: Engine,
+        control: LiveControl | None = None,
+        series: TimeSeries | None = None,
+        feedback: FeedbackBook | None = None,
+        retrainer: Retrainer | None = None,
     ) -> None:
         self.engine = engine
         self.control = control
+        self.feedback_book = feedback or FeedbackBook()
+        self.retrainer = retrainer
         self.series = series or TimeSeries(engine.capacity_rps)
         if self.series not in engine.monitors:
             engine.monitors.append(self.series)
@@ -249,9 +261,100 @@ class OipApi:
             raise
         outcome = await self.engine.infer(family, variant, payloads, options)
         response = dataplane.build_response(name, family, decoded, outcome)
+        if decoded.id:  # remembered for labelled feedback (`POST /rheostat/feedback`)
+            self._remember(decoded.id, outcome, payloads)
         binary = dataplane.binary_outputs(decoded, response)
         content, headers = encode_infer_response(response, binary_outputs=binary)
         return Response(content, 200, headers)
+
+    def _remember(self, request_id: str, outcome: Any, payloads: Any) -> None:
+        tensors = all(p.kind is PayloadKind.TENSOR for p in payloads)
+        self.feedback_book.remember(
+            request_id,
+            Answer(
+                family=outcome.family,
+                variant=f"{outcome.family}.{outcome.variant}",
+                version=outcome.version,
+                classes=tuple(int(r.output.argmax()) for r in outcome.results),
+                claimed_accuracy=outcome.accuracy,
+                rows=tuple(p.data for p in payloads) if tensors else None,
+            ),
+        )
+
+    async def _json_body(self, request: Request) -> Any:
+        body = await self._body(request)
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequestError(f"malformed JSON body: {exc}") from None
+
+    # -- lifecycle: feedback and live policies ---------------------------------------------
+    async def feedback(self, request: Request) -> Response:
+        """rheostat's own: the true classes of an answer given earlier to a request with an
+        `id`: `{"id": ..., "labels": [...]}` or `{"items": [{"id": ..., "labels": [...]}]}`."""
+        data = await self._json_body(request)
+        items = data.get("items") if isinstance(data, dict) and "items" in data else [data]
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise InvalidRequestError(
+                'feedback: expected {"id": ..., "labels": [...]} or {"items": [...]} of those'
+            )
+        served = dict(self.engine.loaded_versions)
+        statuses: dict[str, Any] = {}
+        errors = []
+        for item in items:
+            try:
+                status = self.feedback_book.feedback(item.get("id"), item.get("labels"), served)
+                statuses[status["family"]] = status
+            except RequestError as exc:
+                if len(items) == 1:
+                    raise
+                errors.append(str(exc))
+        return _json({"accepted": len(items) - len(errors), "errors": errors,
+                      "families": statuses})  # fmt: skip
+
+    async def feedback_status(self, request: Request) -> Response:
+        served = dict(self.engine.loaded_versions)
+        book = self.feedback_book
+        return _json({
+            "families": {f: book.status(f, served) for f in sorted(book.windows)},
+            "retraining": self.retrainer.history if self.retrainer is not None else None,
+        })  # fmt: skip
+
+    async def apps(self, request: Request) -> Response:
+        return _json({name: _app_dict(p) for name, p in sorted(self.engine.config.apps.items())})
+
+    async def set_app(self, request: Request) -> Response:
+        """Create or change an app's policy while serving; it applies to the next request
+        (and to the next plan, for an energy budget). Fields left out keep their value."""
+        name = request.path_params["app"]
+        data = await self._json_body(request)
+        if not isinstance(data, dict):
+            raise InvalidRequestError(
+                f"app {name!r}: expected a JSON object of {sorted(APP_FIELDS)}"
+            )
+        old = self.engine.config.apps.get(name)
+        merged = {**(_app_dict(old) if old is not None else {}), **data}
+        family = merged.get("family")
+        if family is not None and family not in self.engine.repository.families:
+            raise InvalidRequestError(
+                f"app {name!r}: family {family!r} is not served; known families: "
+                f"{sorted(self.engine.repository.families)}"
+            )
+        try:
+            policy = app_policy(name, merged)
+        except ConfigError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        self.engine.set_app(policy)
+        return _json(_app_dict(policy), 200 if old is not None else 201)
+
+    async def delete_app(self, request: Request) -> Response:
+        name = request.path_params["app"]
+        if name not in self.engine.config.apps:
+            raise NotFoundError(
+                f"unknown app {name!r}; known apps: {sorted(self.engine.config.apps)}"
+            )
+        self.engine.set_app(None, name)
+        return _json({})
 
     async def _body(self, request: Request) -> bytes:
         limit = self.engine.config.max_request_bytes
@@ -306,6 +409,10 @@ class OipApi:
         return _json({"model_stats": stats})
 
 
+def _app_dict(policy: Any) -> dict[str, Any]:
+    return {k: getattr(policy, k) for k in sorted(APP_FIELDS)}
+
+
 def _index_entry(name: str, version: str, ready: bool) -> dict[str, str]:
     entry = {"name": name, "version": version, "state": "READY" if ready else "UNAVAILABLE"}
     if not ready:
@@ -340,6 +447,11 @@ def _routes(api: OipApi) -> list[BaseRoute]:
         ("/openapi.json", api.openapi, "GET"),
         ("/v2/repository/models/{model}/load", api.repository_load, "POST"),
         ("/v2/repository/models/{model}/unload", api.repository_unload, "POST"),
+        ("/rheostat/feedback", api.feedback, "POST"),
+        ("/rheostat/feedback", api.feedback_status, "GET"),
+        ("/rheostat/apps", api.apps, "GET"),
+        ("/rheostat/apps/{app}", api.set_app, "PUT"),
+        ("/rheostat/apps/{app}", api.delete_app, "DELETE"),
     ]
     for prefix in (model, versioned):
         table += [
@@ -374,6 +486,8 @@ def create_app(
     progress: Callable[[str], None] | None = None,
     control: LiveControl | None = None,
     series: TimeSeries | None = None,
+    feedback: FeedbackBook | None = None,
+    retrainer: Retrainer | None = None,
 ) -> Starlette:
     """The ASGI app; with `manage_engine` it starts and stops the engine with the server."""
 
@@ -398,7 +512,7 @@ def create_app(
                 await engine.stop()
 
     return Starlette(
-        routes=_routes(OipApi(engine, control, series)),
+        routes=_routes(OipApi(engine, control, series, feedback, retrainer)),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )

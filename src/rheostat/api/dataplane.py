@@ -2,9 +2,9 @@
 
 Validation against the model lives here: which inputs a family or a pinned variant accepts,
 their datatypes and shapes, request parameters (`priority`, `timeout` as Triton defines
-them; rheostat's `slo_ms`, `min_accuracy`, `app`) and requested outputs. Every failure is
-an `InvalidRequestError` (400) or `PayloadTooLargeError` (413) naming the offending value and
-what was expected.
+them; rheostat's `slo_ms`, `min_accuracy`, `max_energy_j`, `app`) and requested outputs.
+Every failure is an `InvalidRequestError` (400) or `PayloadTooLargeError` (413) naming the
+offending value and what was expected.
 """
 
 from __future__ import annotations
@@ -184,12 +184,16 @@ def to_options(
         min_accuracy = policy.min_accuracy
     if priority is None and policy is not None:
         priority = policy.priority
+    max_energy_j = _number(params, "max_energy_j", 1e-12, 1e6)
+    if max_energy_j is None and policy is not None:
+        max_energy_j = policy.max_energy_j
     return RequestOptions(
         timeout_s=min(timeouts) if timeouts else None,
         priority=int(priority or 0),
         min_accuracy=min_accuracy or 0.0,
         app=policy.name if policy is not None else "",
         max_share=policy.max_share if policy is not None else 1.0,
+        max_energy_j=max_energy_j,
     )
 
 
@@ -258,7 +262,12 @@ def build_response(
         "total_ms": round((finished - outcome.arrival_s) * 1e3, 3),
         "slo_ms": round((outcome.deadline_s - outcome.arrival_s) * 1e3, 3),
         "slo_met": bool(finished <= outcome.deadline_s),
+        "energy_j": float(f"{outcome.energy_j:.4g}"),
     }
+    exits = [r.stage for r in outcome.results]
+    if any(exits):  # a staged variant: the stage (exit) that answered each row
+        # OIP parameters are scalars: one row's exit, or every row's as "1,3,1"
+        params["exit"] = exits[0] if len(exits) == 1 else ",".join(map(str, exits))
     return InferResponse(
         model_name=model_name,
         model_version=str(outcome.version),

@@ -84,7 +84,7 @@ class LiveControl(ControlPlane):
         self.planner = make_planner(planner)
         super().__init__(
             clock=engine.clock,
-            devices=[DeviceSpec(d.name, d.device_type) for d in engine.config.devices],
+            devices=[self._spec(d) for d in engine.config.devices],
             variants=lambda: engine_variants(engine),
             slo_s=lambda family: engine.repository.families[family].config.slo_ms / 1e3,
             solve=self.planner.solve,
@@ -93,17 +93,22 @@ class LiveControl(ControlPlane):
             config=config,
             settings=PlanningSettings(headroom=HEADROOM, swap_penalty=SWAP_PENALTY),
             report=report,
+            energy_budget=engine.energy_budget,
         )
+
+    def _spec(self, device: Device) -> DeviceSpec:
+        power = self.engine.power.get(device.name)
+        return DeviceSpec(device.name, device.device_type, active_w=power.active_w if power else 0)
 
     def start(self) -> None:
         self.engine.observers.append(self)
         self.engine.device_listeners.append(self._devices_changed)
-        if self.engine.lost_devices:  # lost before the control plane started
-            self.devices = tuple(d for d in self.devices if d.name not in self.engine.lost_devices)
+        # the devices' power is known once the engine has started (measured or configured)
+        self.devices = tuple(self._spec(d) for d in self.engine.live_devices)
         super().start()
 
     def _devices_changed(self, devices: tuple[Device, ...], reason: str) -> None:
-        self.set_devices([DeviceSpec(d.name, d.device_type) for d in devices], reason)
+        self.set_devices([self._spec(d) for d in devices], reason)
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "planner": type(self.planner).__name__}

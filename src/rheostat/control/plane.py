@@ -11,6 +11,7 @@ stays loaded; a model load in the simulator when a device changes variant).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,11 @@ class ControlPlane:
         estimator: DemandEstimator | None = None,
         settings: PlanningSettings | None = None,
         report: Callable[[str], None] | None = None,
+        energy_budget: Callable[[str], float] | None = None,
     ) -> None:
+        """`energy_budget(family)`: joules per request the family's plan must keep to
+        (math.inf: none)."""
+        self.energy_budget = energy_budget or (lambda family: math.inf)
         self.clock = clock
         self.devices = tuple(devices)
         self.variants = variants
@@ -141,7 +146,7 @@ class ControlPlane:
         variants = tuple(self.variants())
         planned = {v.family for v in variants}
         demand = tuple(
-            FamilyDemand(family, rate, self.slo_s(family))
+            FamilyDemand(family, rate, self.slo_s(family), max_energy_j=self.energy_budget(family))
             for family, rate in sorted(rates.items())
             if family in planned
         )

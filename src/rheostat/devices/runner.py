@@ -23,6 +23,7 @@ from typing import Protocol
 from rheostat.batching import BatchPolicy, QueuedRequest
 from rheostat.clock import Clock, Timer
 from rheostat.devices.device import Device
+from rheostat.devices.power import default_power
 from rheostat.devices.work import Batch, BatchResult, ItemResult, WorkItem
 from rheostat.errors import (
     BackendError,
@@ -62,6 +63,9 @@ class ReplicaQueue:
     draining: bool = False
     mean_interarrival_s: float | None = None
     last_arrival_s: float | None = None
+    worst: LatencyProfile | None = None
+    """A staged variant's latency when every row runs every stage: what a deadline is
+    checked against at admission (`profile` is its expected cost)."""
 
     def note_arrival(self, now_s: float) -> None:
         """EWMA of the time between arrivals (weight 0.2 on the newest gap)."""
@@ -78,13 +82,14 @@ class ReplicaQueue:
         """What a refused client is told to wait: the backlog, in whole seconds, at least 1."""
         return max(1.0, float(math.ceil(self.backlog_s())))
 
-    def backlog_s(self, extra: int = 0) -> float:
+    def backlog_s(self, extra: int = 0, *, worst: bool = False) -> float:
         """Time to run everything queued (and `extra` more), in full batches (an admission
-        estimate)."""
+        estimate); with `worst`, at a staged variant's worst case."""
+        profile = self.worst if worst and self.worst is not None else self.profile
         n = len(self.items) + extra
         full, rest = divmod(n, self.max_batch_size)
-        estimate = full * self.profile.latency_s(self.max_batch_size)
-        return estimate + (self.profile.latency_s(rest) if rest else 0.0)
+        estimate = full * profile.latency_s(self.max_batch_size)
+        return estimate + (profile.latency_s(rest) if rest else 0.0)
 
 
 def _level(item: WorkItem) -> int:
@@ -110,6 +115,7 @@ class DeviceRunner:
         self._batch_ids = itertools.count(1)
         self.num_batches = 0
         self.on_batch: Callable[[str, int, float], None] | None = None  # stats hook
+        self.power = default_power(device)  # the engine sets the measured or configured one
 
     # -- replicas ---------------------------------------------------------------------------
     def add_replica(self, replica: ReplicaQueue) -> None:
@@ -170,15 +176,16 @@ class DeviceRunner:
         replica = self.replicas.get(key)
         return len(replica.items) if replica else 0
 
-    def expected_finish_s(self, key: str) -> float:
-        """When a request queued now on `key` would finish, by the latency profiles: after
-        the batch in flight and the other replicas' backlogs, in the last batch of its own
-        replica's queue (it joins a batch rather than running alone after them)."""
+    def expected_finish_s(self, key: str, items: int = 1) -> float:
+        """When a request of `items` rows queued now on `key` would finish, by the latency
+        profiles: after the batch in flight and the other replicas' backlogs, in the last
+        batch of its own replica's queue (it joins a batch rather than running alone after
+        them). A staged variant's own queue counts at its worst case."""
         now = self.clock.now()
         busy = max(0.0, (self.busy_until_s or now) - now)
         mine = self.replicas[key]
         others = sum(r.backlog_s() for r in self.replicas.values() if r is not mine and r.items)
-        return now + busy + others + mine.backlog_s(extra=1)
+        return now + busy + others + mine.backlog_s(extra=items, worst=True)
 
     # -- scheduling -------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -271,6 +278,8 @@ class DeviceRunner:
     ) -> None:
         now = self.clock.now()
         variant = replica.key
+        busy_s = result.compute_s or now - started_s
+        energy_j = self.power.item_energy_j(busy_s, len(items))
         for index, item in enumerate(items):
             if result.error:
                 item.on_done(BackendError(f"inference on {variant} failed: {result.error}"))
@@ -287,6 +296,8 @@ class DeviceRunner:
                     queue_s=started_s - item.arrival_s,
                     compute_s=now - started_s,
                     finished_s=now,
+                    stage=result.stages[index] if result.stages else 0,
+                    energy_j=energy_j,
                 )
             )
 

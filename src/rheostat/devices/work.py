@@ -47,6 +47,8 @@ class ItemResult:
     queue_s: float
     compute_s: float
     finished_s: float
+    stage: int = 0  # a staged variant: the stage (1-based) that answered; 0 otherwise
+    energy_j: float = 0.0  # the item's share of its batch's energy, by the device's power model
 
 
 Outcome = ItemResult | RequestError
@@ -84,4 +86,5 @@ class BatchResult:
     compute_s: float = 0.0
     lost: bool = False  # the worker died; nothing was computed
     error: str = ""  # the whole batch failed (e.g. the session raised)
+    stages: tuple[int, ...] = ()  # a staged variant: per item, the stage that answered it
     extra: dict[str, float] = field(default_factory=dict)

@@ -39,14 +39,20 @@ class DeviceActor:
 
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
-    def load(self, spec: LoadSpec, model: bytes) -> None:
+    def load(self, spec: LoadSpec, *models: bytes) -> None:
+        """Open `spec` from the bytes of its files (`spec.files`, in order), written here."""
+        paths = [self._write(spec.key, model) for model in models]
+        stages = tuple((p, s) for p, (_, s) in zip(paths, spec.stages, strict=True))
+        self.backend.load(dataclasses.replace(spec, model_path=paths[0], stages=stages))
+
+    def _write(self, key: str, model: bytes) -> Path:
         digest = hashlib.sha256(model).hexdigest()[:16]
-        path = self.folder / f"{spec.key}-{digest}.onnx"
+        path = self.folder / f"{key}-{digest}.onnx"
         if not path.is_file():
             partial = path.with_suffix(".part")
             partial.write_bytes(model)
             partial.replace(path)
-        self.backend.load(dataclasses.replace(spec, model_path=path))
+        return path
 
     def unload(self, key: str) -> None:
         self.backend.unload(key)
@@ -54,8 +60,10 @@ class DeviceActor:
     def run(self, key: str, payloads: Sequence[Payload]) -> BatchResult:
         return self.backend.run(key, payloads)
 
-    def profile(self, key: str, batch_sizes: Sequence[int], repeats: int) -> dict[int, float]:
-        return self.backend.profile(key, batch_sizes, repeats)
+    def profile(
+        self, key: str, batch_sizes: Sequence[int], repeats: int, worst: bool = False
+    ) -> dict[int, float]:
+        return self.backend.profile(key, batch_sizes, repeats, worst=worst)
 
     def close(self) -> None:
         self.backend.loaded.clear()

@@ -97,8 +97,10 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _model(path: Path) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, MODELS.ref, path)
+async def _models(spec: LoadSpec) -> list[Any]:
+    """Object refs of every model file of `spec` (a staged variant has one per stage)."""
+    loop = asyncio.get_running_loop()
+    return [await loop.run_in_executor(None, MODELS.ref, path) for path in spec.files]
 
 
 class RayWorkerHandle:
@@ -165,7 +167,7 @@ class RayWorkerHandle:
             if self.wanted is not None:
                 self._specs = {spec.key: spec for spec in self.wanted()}
             for spec in self._specs.values():
-                await _wait(actor.load.remote(spec, await _model(spec.model_path)))
+                await _wait(actor.load.remote(spec, *(await _models(spec))))
         except BaseException:
             ray.kill(actor, no_restart=True)
             raise
@@ -203,15 +205,17 @@ class RayWorkerHandle:
             raise RuntimeError(_message(exc)) from exc
 
     async def load(self, spec: LoadSpec) -> None:
-        await self._call("load", spec, await _model(spec.model_path))
+        await self._call("load", spec, *(await _models(spec)))
         self._specs[spec.key] = spec
 
     async def unload(self, key: str) -> None:
         self._specs.pop(key, None)
         await self._call("unload", key)
 
-    async def profile(self, key: str, batch_sizes: list[int], repeats: int) -> dict[int, float]:
-        points: dict[int, float] = await self._call("profile", key, batch_sizes, repeats)
+    async def profile(
+        self, key: str, batch_sizes: list[int], repeats: int, worst: bool = False
+    ) -> dict[int, float]:
+        points: dict[int, float] = await self._call("profile", key, batch_sizes, repeats, worst)
         return points
 
     def watchdog_s(self, key: str) -> float:

@@ -1,4 +1,4 @@
-"""Build rheostat's default model repository (`digits` and `efficientnet_lite`).
+"""Build rheostat's default model repository (`digits`, `digits_exits`, `efficientnet_lite`).
 
 The build needs the `build` extra (torch, onnx, scikit-learn, scikit-image, the EfficientNet
 packages) but no network. It is all-or-nothing: everything is written into a temporary folder
@@ -20,7 +20,7 @@ from rheostat.clock import Stopwatch
 
 __all__ = ["COMPLETE_MARKER", "FAMILIES", "REPORT_FILE", "build_default_repository"]
 
-FAMILIES = ("digits", "efficientnet_lite")
+FAMILIES = ("digits", "digits_exits", "efficientnet_lite")
 COMPLETE_MARKER = ".complete"
 REPORT_FILE = "build_report.json"
 
@@ -29,9 +29,17 @@ Progress = Callable[[str], None]
 
 def _build_family(name: str, family_dir: Path, progress: Progress) -> dict[str, Any]:
     if name == "digits":
+        from rheostat.lifecycle.conditional import build_cascade
         from rheostat.lifecycle.digits import train_digits_family
 
-        return train_digits_family(family_dir, progress=progress)
+        report = train_digits_family(family_dir, progress=progress)
+        progress("tuning digits/cascade (mlp_tiny, then cnn_large) ...")
+        report["cascade"] = build_cascade(family_dir, "mlp_tiny", "cnn_large")
+        return report
+    if name == "digits_exits":
+        from rheostat.lifecycle.conditional import build_multiexit_family
+
+        return build_multiexit_family(family_dir, progress=progress)
     from rheostat.lifecycle.efficientnet import build_efficientnet_family
 
     return build_efficientnet_family(family_dir, progress=progress)

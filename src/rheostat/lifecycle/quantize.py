@@ -51,8 +51,11 @@ def export_onnx(
     *,
     input_name: str = "input",
     output_name: str = "logits",
+    extra_outputs: Sequence[str] = (),
 ) -> Path:
     """Export a torch module (in eval mode) to ONNX opset 17 with a dynamic batch axis.
+
+    A module returning a tuple names its outputs `output_name, *extra_outputs`.
 
     Uses the TorchScript exporter (`dynamo=False`). Its deprecation notice and the
     constant-folding notes it prints for strided slices are expected and silenced here only.
@@ -70,8 +73,8 @@ def export_onnx(
             dynamo=False,
             opset_version=OPSET,
             input_names=[input_name],
-            output_names=[output_name],
-            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            output_names=[output_name, *extra_outputs],
+            dynamic_axes={n: {0: "batch"} for n in (input_name, output_name, *extra_outputs)},
         )
     return path
 

@@ -67,6 +67,10 @@ class ServerMetrics:
             "rheostat_slo_violations", "Requests that missed their SLO (late, dropped, shed)",
             ("family", "kind"), registry=r,
         )  # fmt: skip
+        self.energy = Counter(
+            "rheostat_energy_joules", "Device energy charged to answered requests (each its "
+            "share of its batch at the device's active power)", labels, registry=r,
+        )  # fmt: skip
         self.shed = Counter(
             "rheostat_shed_requests", "Requests refused with 429 at admission", ("family",),
             registry=r,
@@ -88,6 +92,7 @@ class ServerMetrics:
             self.success.labels(family, variant).inc()
             self.count.labels(family, variant).inc(record.num_items)
             self.request_s.labels(family, variant).observe(record.duration_s)
+            self.energy.labels(family, variant).inc(record.energy_j)
             for _ in range(record.num_items):
                 self.queue_s.labels(family, variant).observe(record.queue_s)
         else:

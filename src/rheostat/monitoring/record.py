@@ -29,6 +29,7 @@ class RequestRecord:
     compute_s: float = 0.0  # mean over items (its batch's dispatch-to-answer time)
     accuracy: float = 0.0  # of the variant that served it
     status_code: int = 200
+    energy_j: float = 0.0  # all items' shares of their batches' device energy
 
     @property
     def slo_violation(self) -> bool:

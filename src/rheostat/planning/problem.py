@@ -92,6 +92,7 @@ class DeviceSpec:
     name: str
     device_type: str  # e.g. "cpu", "1080ti", "v100"
     memory_mb: float = math.inf  # memory available to the one variant it runs
+    active_w: float = 0.0  # power while busy; energy budgets are checked against it
 
     def __post_init__(self) -> None:
         if not self.name or not self.device_type:
@@ -139,6 +140,7 @@ class FamilyDemand:
     slo_s: float  # latency SLO of the family's requests
     min_accuracy: float = 0.0  # variants below it are never planned
     priority: float = 1.0  # weight of serving this family's requests (higher: shed last)
+    max_energy_j: float = math.inf  # joules per request (batch 1 at the device's active_w)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate_rps < math.inf:
@@ -151,6 +153,8 @@ class FamilyDemand:
             )
         if not 0.0 < self.priority < math.inf:
             raise ValueError(f"family {self.family!r} priority {self.priority} must be > 0")
+        if not self.max_energy_j > 0:
+            raise ValueError(f"family {self.family!r} max_energy_j {self.max_energy_j} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -268,9 +272,10 @@ class Problem:
         return dict(Counter(d.device_type for d in self.devices))
 
     def options(self, device_type: str) -> tuple[Option, ...]:
-        """Variants a device type may run: demanded family, capacity > 0, accuracy and
-        memory fit. Ordered by family (demand order), then accuracy, best first."""
-        memory = next(d.memory_mb for d in self.devices if d.device_type == device_type)
+        """Variants a device type may run: demanded family, capacity > 0, accuracy, memory
+        and energy fit. Ordered by family (demand order), then accuracy, best first."""
+        device = next(d for d in self.devices if d.device_type == device_type)
+        memory = device.memory_mb
         found = [
             Option(
                 v.family,
@@ -281,7 +286,8 @@ class Problem:
             for dem in self.demand
             for v in sorted(self.variants, key=lambda v: (-v.accuracy, v.name))
             if v.family == dem.family and v.accuracy >= dem.min_accuracy and v.memory_mb <= memory
-        ]
+            and _energy_j(v, device) <= dem.max_energy_j
+        ]  # fmt: skip
         return tuple(o for o in found if o.capacity.rps > 0)
 
     def accuracy_divisor(self, family: str) -> float:
@@ -300,6 +306,14 @@ class Problem:
 
     def accuracy_of(self, key: VariantKey) -> float:
         return next(v.accuracy for v in self.variants if v.key == key)
+
+
+def _energy_j(variant: VariantSpec, device: DeviceSpec) -> float:
+    """Joules of one request run alone (0 when the device's power is unknown)."""
+    points = variant.latency_s.get(device.device_type)
+    if not points or device.active_w <= 0:
+        return 0.0
+    return device.active_w * points[min(points)] / min(points)
 
 
 def served_floor(best_served: float) -> float:

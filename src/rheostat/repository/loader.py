@@ -8,6 +8,12 @@ Layout (Triton-like, with one more level for variants)::
         labels.txt             optional, one class name per line (`labels: labels.txt`)
         <variant>/
           <version>/model.onnx numbered versions; the highest is served
+          <version>/version.yaml optional: the version's own accuracy, source and metadata
+                               (written by `rheostat register`); it overrides config.yaml's
+          .retired-<version>/  a version rolled back (`rheostat rollback`): never served
+
+A staged variant (a cascade, a multi-exit network's adaptive exit) holds one file per stage
+in each version folder instead of `model.onnx`.
 
 Every problem raises `RepositoryError(file, field, what was expected)`.
 """
@@ -31,6 +37,7 @@ from rheostat.repository.schema import (
     InputKind,
     InstanceGroup,
     QueuePolicy,
+    Stage,
     TensorSpec,
     VariantConfig,
 )
@@ -38,6 +45,7 @@ from rheostat.repository.schema import (
 __all__ = [
     "CONFIG_FILE",
     "MODEL_FILE",
+    "VERSION_FILE",
     "Family",
     "Repository",
     "family_to_dict",
@@ -50,6 +58,7 @@ _T = TypeVar("_T")
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.onnx"
+VERSION_FILE = "version.yaml"
 
 
 @dataclass(frozen=True)
@@ -67,9 +76,14 @@ class Family:
     def served_version(self, variant: str) -> int:
         return self.versions[variant][-1]
 
-    def model_path(self, variant: str, version: int | None = None) -> Path:
+    def version_dir(self, variant: str, version: int | None = None) -> Path:
         v = self.served_version(variant) if version is None else version
-        return self.path / variant / str(v) / MODEL_FILE
+        return self.path / variant / str(v)
+
+    def model_path(self, variant: str, version: int | None = None) -> Path:
+        """The model file (a staged variant's: its first stage's)."""
+        stages = self.config.variants[variant].stages
+        return self.version_dir(variant, version) / (stages[0].model if stages else MODEL_FILE)
 
 
 @dataclass(frozen=True)
@@ -169,7 +183,30 @@ def _preprocessing(r: _Reader, value: object, name: str) -> ImagePreprocessing:
     return r.build(ImagePreprocessing, name, **kwargs)
 
 
-_VARIANT_FIELDS = {"accuracy", "accuracy_source", "input", "preprocessing", "metadata"}
+_VARIANT_FIELDS = {
+    "accuracy", "accuracy_source", "input", "preprocessing", "metadata", "stages", "output",
+}  # fmt: skip
+_STAGE_FIELDS = {"model", "output", "threshold", "carry", "reach"}
+
+
+def _stages(r: _Reader, value: object, name: str) -> tuple[Stage, ...]:
+    items = r.typed(value, name, list)
+    stages = []
+    for i, item in enumerate(items):
+        where = f"{name}[{i}]"
+        data = r.mapping(item, where)
+        r.unknown(data, _STAGE_FIELDS, f"{where}.")
+        kwargs: dict[str, Any] = {
+            "model": r.get(data, "model", f"{where}.", str),
+            "output": r.get(data, "output", f"{where}.", str),
+        }
+        if "carry" in data:
+            kwargs["carry"] = r.typed(data["carry"], f"{where}.carry", str)
+        for key in ("threshold", "reach"):
+            if key in data:
+                kwargs[key] = float(r.typed(data[key], f"{where}.{key}", (int, float)))
+        stages.append(r.build(Stage, where, **kwargs))
+    return tuple(stages)
 
 
 def _variant(r: _Reader, variant: str, value: object) -> VariantConfig:
@@ -187,6 +224,8 @@ def _variant(r: _Reader, variant: str, value: object) -> VariantConfig:
         input=_tensor(r, r.get(data, "input", f"{name}.", dict), f"{name}.input"),
         preprocessing=None if pre is None else _preprocessing(r, pre, f"{name}.preprocessing"),
         metadata=dict(r.mapping(metadata, f"{name}.metadata")),
+        stages=_stages(r, data["stages"], f"{name}.stages") if "stages" in data else (),
+        output=r.typed(data["output"], f"{name}.output", str) if "output" in data else None,
     )
 
 
@@ -272,9 +311,11 @@ def _labels(r: _Reader, value: object, family_dir: Path) -> tuple[str, ...]:
     return tuple(line.rstrip("\n") for line in labels_path.read_text().splitlines())
 
 
-def _versions(family_dir: Path, variant: str, config_path: Path) -> tuple[int, ...]:
+def _versions(family_dir: Path, config: VariantConfig, config_path: Path) -> tuple[int, ...]:
+    variant = config.name
     variant_dir = family_dir / variant
     field_name = f"variants.{variant}"
+    files = [s.model for s in config.stages] or [MODEL_FILE]
     if not variant_dir.is_dir():
         raise RepositoryError(config_path, field_name, f"folder {variant_dir} does not exist")
     versions = sorted(
@@ -286,12 +327,40 @@ def _versions(family_dir: Path, variant: str, config_path: Path) -> tuple[int, .
         raise RepositoryError(
             variant_dir,
             field_name,
-            "expected numbered version folders (1/, 2/, ...) holding model.onnx",
+            f"expected numbered version folders (1/, 2/, ...) holding {', '.join(files)}",
         )
-    missing = [v for v in versions if not (variant_dir / str(v) / MODEL_FILE).is_file()]
-    if missing:
-        raise RepositoryError(variant_dir / str(missing[0]), MODEL_FILE, "file is missing")
+    for v in versions:
+        for file_name in files:
+            if not (variant_dir / str(v) / file_name).is_file():
+                raise RepositoryError(variant_dir / str(v), file_name, "file is missing")
     return tuple(versions)
+
+
+_VERSION_FIELDS = {"accuracy", "accuracy_source", "metadata"}
+
+
+def _served(config: VariantConfig, version_dir: Path) -> VariantConfig:
+    """`config` as its served version describes itself in `version.yaml`, if it has one."""
+    path = version_dir / VERSION_FILE
+    if not path.is_file():
+        return config
+    r = _Reader(path)
+    try:
+        data = r.mapping(yaml.safe_load(path.read_text()), "(top level)")
+    except yaml.YAMLError as exc:
+        raise RepositoryError(path, "", f"is not valid YAML: {exc}") from None
+    r.unknown(data, _VERSION_FIELDS, "")
+    changes: dict[str, Any] = {}
+    if "accuracy" in data:
+        changes["accuracy"] = float(r.typed(data["accuracy"], "accuracy", (int, float)))
+    if "accuracy_source" in data:
+        changes["accuracy_source"] = r.typed(data["accuracy_source"], "accuracy_source", str)
+    if "metadata" in data:
+        changes["metadata"] = {**config.metadata, **r.mapping(data["metadata"], "metadata")}
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as exc:
+        raise r.fail("", str(exc)) from None
 
 
 def load_family(family_dir: Path) -> Family:
@@ -332,7 +401,9 @@ def load_family(family_dir: Path) -> Family:
     if "instance_group" in data:
         kwargs["instance_group"] = _instance_groups(r, data["instance_group"])
     config: FamilyConfig = r.build(FamilyConfig, "", **kwargs)
-    versions = {v: _versions(family_dir, v, config_path) for v in variants}
+    versions = {v: _versions(family_dir, c, config_path) for v, c in variants.items()}
+    served = {v: _served(c, family_dir / v / str(versions[v][-1])) for v, c in variants.items()}
+    config = dataclasses.replace(config, variants=served)
     return Family(config=config, path=family_dir, versions=versions)
 
 
@@ -388,6 +459,12 @@ def family_to_dict(config: FamilyConfig, labels_file: str | None = None) -> dict
             entry["preprocessing"] = _plain(dataclasses.asdict(v.preprocessing))
         if v.metadata:
             entry["metadata"] = _plain(v.metadata)
+        if v.output is not None:
+            entry["output"] = v.output
+        if v.stages:
+            entry["stages"] = [
+                {k: x for k, x in dataclasses.asdict(s).items() if x is not None} for s in v.stages
+            ]
         data["variants"][name] = entry
     return data
 

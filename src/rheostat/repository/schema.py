@@ -27,6 +27,7 @@ __all__ = [
     "InputKind",
     "InstanceGroup",
     "QueuePolicy",
+    "Stage",
     "TensorSpec",
     "VariantConfig",
 ]
@@ -121,8 +122,44 @@ class ImagePreprocessing:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One step of a conditional (staged) variant: a cascade's model or a multi-exit
+    network's segment.
+
+    The stage runs `model` (a file in the variant's version folder) on the rows that reach it
+    and reads class scores from `output`. Rows whose top softmax probability is at least
+    `threshold` are answered there; the others go on to the next stage. The next stage takes
+    this stage's `carry` output (a multi-exit network's features) or, without `carry`, the
+    variant's original input (a cascade). `reach` is the share of rows expected to reach the
+    stage, measured on validation data: profiles and plans use it as the stage's expected
+    load.
+    """
+
+    model: str
+    output: str
+    threshold: float | None = None
+    carry: str | None = None
+    reach: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(
+            bool(self.model) and "/" not in self.model and self.model.endswith(".onnx"),
+            "model",
+            f"{self.model!r} must be an .onnx file name in the version folder",
+        )
+        _check(bool(self.output), "output", "must name the stage's class-score output")
+        if self.threshold is not None:
+            _check(0.0 <= self.threshold <= 1.0, "threshold", f"{self.threshold} not in [0, 1]")
+        _check(0.0 <= self.reach <= 1.0, "reach", f"{self.reach} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
 class VariantConfig:
-    """One variant of a family: a model file plus what rheostat needs to know about it."""
+    """One variant of a family: a model file plus what rheostat needs to know about it.
+
+    A staged variant (`stages`) is a cascade or the adaptive exit of a multi-exit network:
+    its version folder holds one file per stage instead of `model.onnx`.
+    """
 
     name: str
     accuracy: float
@@ -130,10 +167,27 @@ class VariantConfig:
     input: TensorSpec
     preprocessing: ImagePreprocessing | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    stages: tuple[Stage, ...] = ()
+    output: str | None = None
+    """The model's class-score output when it is not the family's (a multi-exit network's
+    exit); answers still carry the family's output name."""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.accuracy <= 1.0, "accuracy", f"{self.accuracy} must be in [0, 1]")
         _check(bool(self.accuracy_source), "accuracy_source", "must say how accuracy was obtained")
+        if self.stages:
+            _check(len(self.stages) >= 2, "stages", "a staged variant needs at least 2 stages")
+            _check(
+                all(s.threshold is not None for s in self.stages[:-1]),
+                "stages",
+                "every stage but the last needs a threshold",
+            )
+            _check(
+                self.stages[-1].threshold is None and self.stages[-1].carry is None,
+                "stages",
+                "the last stage answers every row it gets: no threshold, no carry",
+            )
+            _check(self.stages[0].reach == 1.0, "stages[0].reach", "the first stage sees every row")
 
 
 @dataclass(frozen=True)

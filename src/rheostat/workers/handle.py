@@ -56,7 +56,9 @@ class Worker(Protocol):
 
     async def unload(self, key: str) -> None: ...
 
-    async def profile(self, key: str, batch_sizes: list[int], repeats: int) -> dict[int, float]: ...
+    async def profile(
+        self, key: str, batch_sizes: list[int], repeats: int, worst: bool = False
+    ) -> dict[int, float]: ...
 
     def execute(self, batch: Batch, on_done: Callable[[BatchResult], None]) -> None: ...
 
@@ -179,8 +181,10 @@ class WorkerHandle:
         self._specs.pop(key, None)
         await self.call("unload", key)
 
-    async def profile(self, key: str, batch_sizes: list[int], repeats: int) -> dict[int, float]:
-        points: dict[int, float] = await self.call("profile", (key, batch_sizes, repeats))
+    async def profile(
+        self, key: str, batch_sizes: list[int], repeats: int, worst: bool = False
+    ) -> dict[int, float]:
+        points: dict[int, float] = await self.call("profile", (key, batch_sizes, repeats, worst))
         return points
 
     def execute(self, batch: Batch, on_done: Callable[[BatchResult], None]) -> None:

@@ -25,8 +25,8 @@ def _load(backend: OnnxBackend, args: Any) -> None:
 
 
 def _profile(backend: OnnxBackend, args: Any) -> dict[int, float]:
-    key, sizes, repeats = args
-    return backend.profile(key, sizes, repeats)
+    key, sizes, repeats, worst = args
+    return backend.profile(key, sizes, repeats, worst=worst)
 
 
 def _percentiles(backend: OnnxBackend, args: Any) -> dict[int, dict[str, float]]:
