@@ -7,14 +7,18 @@ import logging
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from rheostat.config import ServerConfig
 from rheostat.devices.device import Device, default_devices, parse_device
+from rheostat.devices.power import parse_power
 from rheostat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rheostat.engine import Engine
 
 __all__ = ["app", "main"]
 
@@ -125,6 +129,20 @@ def serve(
         int | None,
         typer.Option(help="With --ray-address: CPUs per device (default: a node's CPUs)."),
     ] = None,
+    power: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Power of a device type, repeatable: TYPE=IDLE:ACTIVE watts (e.g. cpu1=1:6). "
+            "Default: measured with RAPL where readable, else an estimate."
+        ),
+    ] = None,
+    on_drift: Annotated[
+        str,
+        typer.Option(
+            help="When labelled feedback shows accuracy drift: report (log it) or retrain "
+            "(fine-tune on the feedback, register, swap in)."
+        ),
+    ] = "report",
 ) -> None:
     """Serve a model repository over the Open Inference Protocol (HTTP)."""
     import uvicorn
@@ -137,14 +155,15 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     with _user_errors():
         apps_file = apps or model_repository / "apps.yaml"
-        policies = load_apps(apps_file) if apps is not None or apps_file.is_file() else {}
-        devices = _serving_devices(device, ray_address, ray_cpus_per_device)
+        if on_drift not in ("report", "retrain"):
+            raise ValueError(f"--on-drift {on_drift!r}: expected report or retrain")
         config = ServerConfig(
+            power=dict(parse_power(p) for p in power or []),
             model_repository=model_repository,
-            apps=policies,
+            apps=load_apps(apps_file) if apps is not None or apps_file.is_file() else {},
             http_port=http_port,
             host=http_address,
-            devices=devices,
+            devices=_serving_devices(device, ray_address, ray_cpus_per_device),
             profile_repeats=profile_repeats,
             max_request_bytes=http_max_input_size,
         )
@@ -187,7 +206,11 @@ def serve(
             console.print(f"[red]error:[/red] cannot bind metrics port {metrics_port}: {exc}")
             raise typer.Exit(2) from None
         console.print(f"rheostat: metrics on http://{config.host}:{bound}/metrics", highlight=False)
-    server_app = create_app(engine, progress=progress, control=control, series=series)
+    feedback, retrainer = _feedback(on_drift, model_repository, engine)
+    server_app = create_app(
+        engine, progress=progress, control=control, series=series, feedback=feedback,
+        retrainer=retrainer,
+    )  # fmt: skip
     server = uvicorn.Server(
         uvicorn.Config(
             server_app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5
@@ -195,6 +218,16 @@ def serve(
     )
     console.print(f"rheostat: listening on http://{config.host}:{port} (ready when loaded)")
     server.run(sockets=[sock])
+
+
+def _feedback(on_drift: str, repository: Path, engine: Engine) -> tuple[Any, Any]:
+    """The feedback book, and with `--on-drift retrain` what retrains on drift."""
+    from rheostat.lifecycle.feedback import FeedbackBook, Retrainer
+
+    feedback = FeedbackBook()
+    if on_drift == "retrain":
+        return feedback, Retrainer(feedback, repository.absolute(), engine.load)
+    return feedback, None
 
 
 @app.command()
@@ -390,3 +423,6 @@ def build_repository(
 
 def main() -> None:
     app()
+
+
+from rheostat import cli_lifecycle  # noqa: E402, F401  (registers its commands on `app`)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from numpy.typing import NDArray
 from torch import nn
 
@@ -47,7 +48,8 @@ from rheostat.lifecycle.digits import (
     load_digits_split,
 )
 from rheostat.lifecycle.quantize import export_onnx, ort_session
-from rheostat.repository.loader import MODEL_FILE, load_family, write_family_config
+from rheostat.lifecycle.registry import register_version
+from rheostat.repository.loader import MODEL_FILE, VERSION_FILE, load_family, write_family_config
 from rheostat.repository.schema import Stage, TensorSpec, VariantConfig
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "build_multiexit_family",
     "choose_threshold",
     "measure_variant",
+    "refresh_cascade",
 ]
 
 EXITS_FAMILY = "digits_exits"
@@ -335,6 +338,58 @@ def _measure_all(
 # -- cascades --------------------------------------------------------------------------------
 
 
+def _tune(
+    family_dir: Path,
+    cheap: str,
+    strong: str,
+    validation: tuple[FloatArray, LabelArray],
+    tolerance: float,
+) -> ThresholdChoice:
+    """The cascade threshold for the served versions of `cheap` and `strong`."""
+    family = load_family(family_dir)
+    x_val, y_val = validation
+    scores = [
+        ort_session(family.model_path(v)).run(None, {"input": x_val})[0] for v in (cheap, strong)
+    ]
+    confidence = [softmax_confidence(s) for s in scores]
+    correct = [s.argmax(axis=1) == y_val for s in scores]
+    return choose_threshold(confidence, correct, float(correct[1].mean()) - tolerance)
+
+
+def refresh_cascade(
+    family_dir: Path,
+    name: str,
+    validation: tuple[FloatArray, LabelArray],
+    test: tuple[FloatArray, LabelArray],
+) -> dict[str, Any]:
+    """Register a new version of the cascade `name` from the versions of its two models
+    served now (after they were retrained), with its threshold tuned again on `validation`
+    and its accuracy measured on `test`."""
+    family = load_family(family_dir)
+    config = family.config.variants[name]
+    cheap, strong = config.metadata["cheap"], config.metadata["strong"]
+    tolerance = float(config.metadata.get("tolerance", 0.005))
+    choice = _tune(family_dir, cheap, strong, validation, tolerance)
+    tuned = [{"threshold": round(choice.threshold, 6)}, {"reach": round(choice.reach[1], 4)}]
+    info = register_version(
+        family_dir, name,
+        {"cheap.onnx": family.model_path(cheap), "strong.onnx": family.model_path(strong)},
+        accuracy=choice.accuracy, accuracy_source="validation (replaced below)", stages=tuned,
+    )  # fmt: skip
+    accuracy, exits = measure_variant(family_dir, name, *test)
+    shares = [round(float(s), 4) for s in np.bincount(exits, minlength=3)[1:] / len(exits)]
+    metadata = {"cheap": cheap, "strong": strong, "tolerance": tolerance,
+                "test_exit_shares": shares}  # fmt: skip
+    version_file = info.path / str(info.version) / VERSION_FILE
+    version_file.write_text(yaml.safe_dump({
+        "accuracy": round(accuracy, 6),
+        "accuracy_source": f"measured: top-1 on {len(test[1])} held-out rows",
+        "metadata": metadata, "stages": tuned,
+    }, sort_keys=False))  # fmt: skip
+    return {"version": info.version, "accuracy": accuracy, "threshold": choice.threshold,
+            "test_exit_shares": shares}  # fmt: skip
+
+
 def build_cascade(
     family_dir: Path,
     cheap: str,
@@ -359,13 +414,7 @@ def build_cascade(
         data = _fit_validation_split(x_train, y_train)
         validation = validation or (data.x_val.numpy(), data.y_val.numpy())
         test = test or (x_test, y_test)
-    x_val, y_val = validation
-    scores = [
-        ort_session(family.model_path(v)).run(None, {"input": x_val})[0] for v in (cheap, strong)
-    ]
-    confidence = [softmax_confidence(s) for s in scores]
-    correct = [s.argmax(axis=1) == y_val for s in scores]
-    choice = choose_threshold(confidence, correct, float(correct[1].mean()) - tolerance)
+    choice = _tune(family_dir, cheap, strong, validation, tolerance)
     folder = family_dir / name / "1"
     folder.mkdir(parents=True, exist_ok=True)
     for file_name, variant in (("cheap.onnx", cheap), ("strong.onnx", strong)):

@@ -38,6 +38,7 @@ __all__ = [
     "digits_family_config",
     "drift_digits",
     "drifted_digits_split",
+    "holdout_split",
     "load_digits_split",
     "retrain_digits_variant",
     "train_digits_family",
@@ -350,6 +351,20 @@ def drifted_digits_split() -> tuple[FloatArray, LabelArray, FloatArray, LabelArr
     return drift_digits(x_train, seed=1), y_train, drift_digits(x_test, seed=2), y_test
 
 
+def holdout_split(
+    x: FloatArray, y: LabelArray
+) -> tuple[FloatArray, LabelArray, FloatArray, LabelArray]:
+    """(x_fit, y_fit, x_held_out, y_held_out): new data split as retraining splits it, 30 %
+    held out, stratified where every class has two rows, seed 0."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if len(np.unique(y)) > 1 and np.bincount(y).min() >= 2 else None
+    x_fit, x_hold, y_fit, y_hold = train_test_split(
+        x, y, test_size=TEST_FRACTION, random_state=SEED, stratify=stratify
+    )
+    return x_fit, y_fit, x_hold, y_hold
+
+
 @dataclass(frozen=True)
 class RetrainResult:
     variant: str
@@ -378,8 +393,6 @@ def retrain_digits_variant(
     from the served version's weights, or from scratch when it has none. The model and its
     weights are written to `output`; register them with `rheostat.lifecycle.registry`.
     """
-    from sklearn.model_selection import train_test_split
-
     from rheostat.repository.loader import load_family
 
     if variant not in _RECIPES:
@@ -394,10 +407,7 @@ def retrain_digits_variant(
     family = load_family(family_dir)
     served = family.model_path(variant)
     weights = served.with_name(WEIGHTS_FILE)
-    stratify = y_new if np.bincount(y_new).min() >= 2 else None
-    x_fit, x_hold, y_fit, y_hold = train_test_split(
-        x_new, y_new, test_size=TEST_FRACTION, random_state=SEED, stratify=stratify
-    )
+    x_fit, y_fit, x_hold, y_hold = holdout_split(x_new, y_new)
     x_old, y_old, x_test, y_test = load_digits_split()
     mixed_x = np.concatenate([x_fit, x_old]).astype(np.float32)
     mixed_y = np.concatenate([y_fit, y_old]).astype(np.int64)

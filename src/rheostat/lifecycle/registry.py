@@ -14,7 +14,7 @@ into place, so a server reloading meanwhile never sees half a version.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +70,14 @@ def register_version(
     accuracy: float,
     accuracy_source: str,
     metadata: Mapping[str, Any] | None = None,
+    stages: Sequence[Mapping[str, float]] | None = None,
 ) -> VersionInfo:
     """Publish a new version of an existing variant; it is served from the next (re)load.
 
-    `model` is the new `model.onnx`, or for a staged variant its stage files by name. The
-    family is loaded again afterwards, so a broken registration fails here, naming the file.
+    `model` is the new `model.onnx` (other files may come along, e.g. `weights.pt`), or for
+    a staged variant its stage files by name, with `stages` its tuned thresholds and reach.
+    The family is loaded again afterwards, so a broken registration fails here, naming the
+    file.
     """
     family = load_family(family_dir)
     config = family.config.variants.get(variant)
@@ -86,7 +89,7 @@ def register_version(
         )
     files = dict(model) if isinstance(model, Mapping) else {MODEL_FILE: model}
     needed = {s.model for s in config.stages} or {MODEL_FILE}
-    if set(files) != needed:
+    if not needed <= set(files):
         raise ValueError(
             f"{family.name}.{variant} needs files {sorted(needed)}, got {sorted(files)}"
         )
@@ -97,6 +100,8 @@ def register_version(
         "accuracy_source": accuracy_source,
         "metadata": {**(metadata or {}), "registered_unix_s": round(unix_time_s())},
     }
+    if stages is not None:
+        info["stages"] = [dict(s) for s in stages]
     version = _publish(family_dir / variant, files, info)
     load_family(family_dir)
     return VersionInfo(family.name, variant, version, float(accuracy), family_dir / variant)

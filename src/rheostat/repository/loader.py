@@ -336,7 +336,7 @@ def _versions(family_dir: Path, config: VariantConfig, config_path: Path) -> tup
     return tuple(versions)
 
 
-_VERSION_FIELDS = {"accuracy", "accuracy_source", "metadata"}
+_VERSION_FIELDS = {"accuracy", "accuracy_source", "metadata", "stages"}
 
 
 def _served(config: VariantConfig, version_dir: Path) -> VariantConfig:
@@ -357,6 +357,25 @@ def _served(config: VariantConfig, version_dir: Path) -> VariantConfig:
         changes["accuracy_source"] = r.typed(data["accuracy_source"], "accuracy_source", str)
     if "metadata" in data:
         changes["metadata"] = {**config.metadata, **r.mapping(data["metadata"], "metadata")}
+    if "stages" in data:  # a staged version's own thresholds and reach, stage by stage
+        items = r.typed(data["stages"], "stages", list)
+        if len(items) != len(config.stages):
+            raise r.fail(
+                "stages", f"has {len(items)} entries; the variant has {len(config.stages)}"
+            )
+        stages = []
+        for i, (item, stage) in enumerate(zip(items, config.stages, strict=True)):
+            tuned = r.mapping(item, f"stages[{i}]")
+            r.unknown(tuned, {"threshold", "reach"}, f"stages[{i}].")
+            values: dict[str, Any] = {
+                k: float(r.typed(tuned[k], f"stages[{i}].{k}", (int, float)))
+                for k in ("threshold", "reach") if k in tuned
+            }  # fmt: skip
+            try:
+                stages.append(dataclasses.replace(stage, **values))
+            except ValueError as exc:
+                raise r.fail(f"stages[{i}]", str(exc)) from None
+        changes["stages"] = tuple(stages)
     try:
         return dataclasses.replace(config, **changes)
     except ValueError as exc:
