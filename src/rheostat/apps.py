@@ -52,6 +52,12 @@ class AppPolicy:
     """Joules one request may cost at most (None: no budget)."""
 
     def __post_init__(self) -> None:
+        if self.family is not None and not isinstance(self.family, str):
+            raise ValueError(f"app {self.name!r}: family {self.family!r} must be a string")
+        for key in ("slo_ms", "min_accuracy", "priority", "max_share", "max_energy_j"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float | None):
+                raise ValueError(f"app {self.name!r}: {key} {value!r} must be a number")
         if self.slo_ms is not None and self.slo_ms <= 0:
             raise ValueError(f"app {self.name!r}: slo_ms {self.slo_ms} must be > 0")
         if not 0 <= self.min_accuracy <= 1:
@@ -62,12 +68,6 @@ class AppPolicy:
             raise ValueError(f"app {self.name!r}: max_share {self.max_share} not in (0, 1]")
         if self.max_energy_j is not None and not self.max_energy_j > 0:
             raise ValueError(f"app {self.name!r}: max_energy_j {self.max_energy_j} must be > 0")
-        if self.family is not None and not isinstance(self.family, str):
-            raise ValueError(f"app {self.name!r}: family {self.family!r} must be a string")
-        for key in ("slo_ms", "min_accuracy", "priority", "max_share", "max_energy_j"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float | None):
-                raise ValueError(f"app {self.name!r}: {key} {value!r} must be a number")
 
 
 def app_policy(name: str, data: Any, where: str = "") -> AppPolicy:

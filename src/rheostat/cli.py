@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rheostat.config import ServerConfig
 from rheostat.devices.device import Device, default_devices, parse_device
@@ -45,7 +46,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

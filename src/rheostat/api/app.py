@@ -153,6 +153,7 @@ class OipApi:
                 "worker_node_id": getattr(engine.workers.get(d.name), "worker_node_id", None),
                 "worker_pid": getattr(engine.workers.get(d.name), "pid", None),
                 "lost": d.name in engine.lost_devices,
+                "power": _power(engine.power.get(d.name)),
             }
             for d in engine.config.devices
         ]
@@ -163,7 +164,8 @@ class OipApi:
 
     def _profiles(self) -> dict[str, dict[str, object]]:
         """What the planner knows of each replica: load-time median batch latencies and,
-        where `rheostat profile` measured them, p99s (so a simulation can use the same)."""
+        where `rheostat profile` measured them, p99s (so a simulation can use the same); the
+        joules of one request alone (what energy budgets are checked against)."""
         engine = self.engine
         types = {d.name: d.device_type for d in engine.config.devices}
         return {
@@ -173,6 +175,7 @@ class OipApi:
                 "p99_s": {
                     str(b): s for b, s in sorted(engine.tail_profiles.get(replica, {}).items())
                 },
+                "energy_j": engine.energy.get(replica),
             }
             for replica, points in sorted(engine.base_profiles.items())
         }
@@ -407,6 +410,12 @@ class OipApi:
             self.engine.stats.model_stats(key, self.engine.loaded_versions.get(key)) for key in keys
         ]
         return _json({"model_stats": stats})
+
+
+def _power(model: Any) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    return {"idle_w": model.idle_w, "active_w": model.active_w, "source": model.source}
 
 
 def _app_dict(policy: Any) -> dict[str, Any]:

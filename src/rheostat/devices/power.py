@@ -71,14 +71,17 @@ def parse_power(text: str) -> tuple[str, PowerModel]:
     """`TYPE=IDLE:ACTIVE` (watts), e.g. `cpu1=1.5:7` -> ("cpu1", PowerModel(1.5, 7, config))."""
     device_type, _, watts = text.partition("=")
     idle, _, active = watts.partition(":")
+    shape = f"--power {text!r}: expected TYPE=IDLE:ACTIVE watts, e.g. cpu1=1:6"
     try:
-        model = PowerModel(float(idle), float(active), "config")
-    except ValueError as exc:
-        detail = str(exc) if device_type and active else "expected TYPE=IDLE:ACTIVE, e.g. cpu1=1:6"
-        raise ValueError(f"--power {text!r}: {detail}") from None
+        numbers = float(idle), float(active)
+    except ValueError:
+        raise ValueError(shape) from None
     if not device_type:
-        raise ValueError(f"--power {text!r}: expected TYPE=IDLE:ACTIVE, e.g. cpu1=1:6")
-    return device_type, model
+        raise ValueError(shape)
+    try:
+        return device_type, PowerModel(*numbers, "config")
+    except ValueError as exc:
+        raise ValueError(f"--power {text!r}: {exc}") from None
 
 
 class RaplMeter:

@@ -33,8 +33,9 @@ def _build_family(name: str, family_dir: Path, progress: Progress) -> dict[str, 
         from rheostat.lifecycle.digits import train_digits_family
 
         report = train_digits_family(family_dir, progress=progress)
-        progress("tuning digits/cascade (mlp_tiny, then cnn_large) ...")
-        report["cascade"] = build_cascade(family_dir, "mlp_tiny", "cnn_large")
+        if {"mlp_tiny", "cnn_large"} <= set(report):
+            progress("tuning digits/cascade (mlp_tiny, then cnn_large) ...")
+            report["cascade"] = build_cascade(family_dir, "mlp_tiny", "cnn_large")
         return report
     if name == "digits_exits":
         from rheostat.lifecycle.conditional import build_multiexit_family

@@ -66,6 +66,7 @@ class FeedbackBook:
     answers: OrderedDict[str, Answer] = field(default_factory=OrderedDict)
     windows: dict[str, _Window] = field(default_factory=dict)
     on_drift: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+    """Told (family, status) on every feedback while the family's accuracy has drifted."""
 
     def remember(self, request_id: str, answer: Answer) -> None:
         self.answers[request_id] = answer
@@ -115,9 +116,11 @@ class FeedbackBook:
                 window.labelled_x.append(answer.rows[index])
                 window.labelled_y.append(label)
         status = self.status(answer.family, served)
-        if status["drift"] and window.drift_since is None:
-            window.drift_since = window.total
-            for listener in self.on_drift:
+        if status["drift"]:
+            if window.drift_since is None:
+                window.drift_since = window.total
+                log.warning("accuracy drift in %s: %s", answer.family, status)
+            for listener in self.on_drift:  # told on every feedback while drift lasts
                 listener(answer.family, status)
         return status
 
@@ -165,10 +168,12 @@ class FeedbackBook:
 
 
 class Retrainer:
-    """On drift, retrain the family from its labelled feedback in a child process
-    (`rheostat retrain`), which registers new versions; then swap them in live.
+    """On drift, once `min_rows` labelled rows are in, retrain the family from its labelled
+    feedback in a child process (`rheostat retrain`), which registers new versions; then
+    swap them in live.
 
-    One retraining per family at a time; `history` records each attempt.
+    One retraining per family at a time, and none again until the swapped-in versions have
+    drifted in turn; `history` records each attempt.
     """
 
     def __init__(
@@ -178,22 +183,23 @@ class Retrainer:
         reload: Callable[[str], Awaitable[None]],
         *,
         families: Sequence[str] = ("digits",),
+        min_rows: int = 300,
     ) -> None:
         self.book = book
         self.repository = repository
         self.reload = reload
         self.families = set(families)
+        self.min_rows = min_rows
         self.history: list[dict[str, Any]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         book.on_drift.append(self._drift)
 
     def _drift(self, family: str, status: dict[str, Any]) -> None:
-        if family not in self.families:
-            log.warning("drift in %s: %s (no training recipe: not retrained)", family, status)
+        if family not in self.families or family in self._running:
             return
-        if family in self._running:
+        if status["labelled_rows"] < self.min_rows:
             return
-        log.warning("drift in %s: %s; retraining from feedback", family, status)
+        log.warning("retraining %s from %d feedback rows", family, status["labelled_rows"])
         task = asyncio.get_running_loop().create_task(self._retrain(family, status))
         self._running[family] = task
 

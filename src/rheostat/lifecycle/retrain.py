@@ -57,6 +57,11 @@ def retrain_family(
         raise ValueError(f"variants {names}: expected some of {sorted(family.versions)}")
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != 64 or y.shape != (len(x),):
+        raise ValueError(
+            f"new data: x has shape {list(x.shape)} and y {list(y.shape)}; expected x [n, 64] "
+            "raw pixels and y [n] labels 0..9"
+        )
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rheostat-retrain-") as scratch:
         for name in names:
