@@ -35,6 +35,7 @@ bench: repository
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python benchmarks/serving_overhead.py --model-repository $(REPO)
 	$(BIN)/python benchmarks/ray_overhead.py --model-repository $(REPO)
+	$(BIN)/python benchmarks/lifecycle.py --model-repository $(REPO)
 
 # needs ../shared/data/proteus (Proteus' data: licensed for comparison only, not shipped)
 bench-sim: venv

@@ -254,13 +254,7 @@ class Engine:
         else:
             sizes = batch_sizes_for(family.config.max_batch_size)
             points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
-        worst = None
-        if family.config.variants[replica.variant].stages:
-            worst_points = await worker.profile(
-                replica.key, batch_sizes_for(family.config.max_batch_size),
-                self.config.profile_repeats, worst=True,
-            )  # fmt: skip
-            worst = LatencyProfile(worst_points)
+        worst = await self._worst_profile(replica)
         profile = LatencyProfile(points)
         self.profiles[replica] = profile
         self.base_profiles[replica] = dict(points)
@@ -299,6 +293,17 @@ class Engine:
             if a.family == family and a.max_energy_j is not None
         ]
         return min(budgets, default=math.inf)
+
+    async def _worst_profile(self, replica: Replica) -> LatencyProfile | None:
+        """A staged variant's latency with every row through every stage (None: not staged)."""
+        family = self.repository.families[replica.family]
+        if not family.config.variants[replica.variant].stages:
+            return None
+        points = await self.workers[replica.device].profile(
+            replica.key, batch_sizes_for(family.config.max_batch_size),
+            self.config.profile_repeats, worst=True,
+        )  # fmt: skip
+        return LatencyProfile(points)
 
     def capacity_rps(self, family: str) -> float:
         """What the current plan can carry for `family`: per replica in its split, the best
@@ -436,6 +441,9 @@ class Engine:
                 self.base_profiles[replica] = dict(points)
                 self.profiles[replica].reset(points)
                 self._energies(replica.device)
+                queue = self.runners[replica.device].replicas.get(replica.key)
+                if queue is not None:
+                    queue.worst = await self._worst_profile(replica)
         self.loaded_versions[replica.key] = version
 
     def _spec(self, replica: Replica) -> tuple[LoadSpec, int]:

@@ -46,9 +46,9 @@ def test_rollback_serves_the_version_before_and_numbers_never_repeat(toy: Path) 
 
 def test_registering_wrongly_names_what_is_wrong(toy: Path) -> None:
     model = toy / "slow" / "1" / "model.onnx"
-    with pytest.raises(RepositoryError, match="variants.nope.*no such variant"):
+    with pytest.raises(RepositoryError, match=r"variants\.nope.*no such variant"):
         register_version(toy, "nope", model, accuracy=0.5, accuracy_source="x")
-    with pytest.raises(ValueError, match="accuracy 1.5"):
+    with pytest.raises(ValueError, match=r"accuracy 1\.5"):
         register_version(toy, "slow", model, accuracy=1.5, accuracy_source="x")
     with pytest.raises(ValueError, match=r"needs files \['model.onnx'\]"):
         register_version(toy, "slow", {"other.onnx": model}, accuracy=0.5, accuracy_source="x")

@@ -192,13 +192,15 @@ class Retrainer:
         self.min_rows = min_rows
         self.history: list[dict[str, Any]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._failed_at: dict[str, int] = {}  # family -> labelled rows when retraining failed
         book.on_drift.append(self._drift)
 
     def _drift(self, family: str, status: dict[str, Any]) -> None:
         if family not in self.families or family in self._running:
             return
-        if status["labelled_rows"] < self.min_rows:
-            return
+        rows = status["labelled_rows"]
+        if rows < self.min_rows or rows < self._failed_at.get(family, 0) + self.min_rows // 2:
+            return  # too few rows yet, or too few new ones since a failed attempt
         log.warning("retraining %s from %d feedback rows", family, status["labelled_rows"])
         task = asyncio.get_running_loop().create_task(self._retrain(family, status))
         self._running[family] = task
@@ -221,6 +223,7 @@ class Retrainer:
                 output, _ = await process.communicate()
             entry["output"] = output.decode(errors="replace")[-2000:]
             if process.returncode != 0:
+                self._failed_at[family] = len(y)
                 entry["state"] = f"failed (exit status {process.returncode})"
                 log.error("retraining %s failed:\n%s", family, entry["output"])
                 return
@@ -228,6 +231,7 @@ class Retrainer:
             self.book.served_again(family)
             entry["state"] = "swapped in"
         except Exception as exc:
+            self._failed_at[family] = entry.get("rows", 0)
             entry["state"] = f"failed: {exc}"
             log.exception("retraining %s failed", family)
         finally:
