@@ -338,7 +338,9 @@ class OipApi:
         old = self.engine.config.apps.get(name)
         merged = {**(_app_dict(old) if old is not None else {}), **data}
         family = merged.get("family")
-        if family is not None and family not in self.engine.repository.families:
+        if family is not None and (
+            not isinstance(family, str) or family not in self.engine.repository.families
+        ):
             raise InvalidRequestError(
                 f"app {name!r}: family {family!r} is not served; known families: "
                 f"{sorted(self.engine.repository.families)}"

@@ -92,6 +92,40 @@ def _post(summary: str, *errors: int, params: list[dict[str, Any]]) -> dict[str,
     }
 
 
+def _with_body(summary: str, method: str, schema: dict[str, Any], *errors: int,
+               params: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    return {
+        method: {
+            "summary": summary,
+            "parameters": params or [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+            "responses": _answers(summary, *errors),
+        }
+    }
+
+
+_FEEDBACK = {
+    "type": "object",
+    "required": ["id", "labels"],
+    "properties": {
+        "id": {"type": "string"},
+        "labels": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    },
+}
+_APP = {
+    "type": "object",
+    "properties": {
+        "family": {"type": "string"},
+        "slo_ms": {"type": "number", "exclusiveMinimum": 0},
+        "min_accuracy": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_energy_j": {"type": "number", "exclusiveMinimum": 0},
+        "priority": {"type": "integer", "minimum": 0},
+        "max_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    },
+    "additionalProperties": False,
+}
+
+
 def _path_parameter(name: str, values: Sequence[str]) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     if values:
@@ -122,6 +156,25 @@ def openapi_description(models: Sequence[str] = (), versions: Sequence[str] = ()
         "/v2/repository/models/{model}/unload": _post("unload a model", 404, params=[name]),
         "/rheostat/plan": _get("current plan, controller log and profiles"),
         "/rheostat/timeseries": _get("per-second series for the web page"),
+        "/rheostat/feedback": {
+            **_with_body("labels for an earlier answer", "post", _FEEDBACK, 400, 404),
+            **_get("accuracy monitor and retraining log"),
+        },
+        "/rheostat/apps": _get("app policies"),
+        "/rheostat/apps/{app}": {
+            **_with_body(
+                "create or change an app policy",
+                "put",
+                _APP,
+                400,
+                params=[_path_parameter("app", ())],
+            ),
+            "delete": {
+                "summary": "remove an app policy",
+                "parameters": [_path_parameter("app", ())],
+                "responses": _answers("removed", 404),
+            },
+        },
     }
     return {
         "openapi": "3.0.3",

@@ -42,7 +42,11 @@ class DeviceActor:
     def load(self, spec: LoadSpec, *models: bytes) -> None:
         """Open `spec` from the bytes of its files (`spec.files`, in order), written here."""
         paths = [self._write(spec.key, model) for model in models]
-        stages = tuple((p, s) for p, (_, s) in zip(paths, spec.stages, strict=True))
+        stages = (
+            tuple((p, s) for p, (_, s) in zip(paths, spec.stages, strict=True))
+            if spec.stages
+            else ()
+        )
         self.backend.load(dataclasses.replace(spec, model_path=paths[0], stages=stages))
 
     def _write(self, key: str, model: bytes) -> Path:
