@@ -116,11 +116,11 @@ _APP = {
     "type": "object",
     "properties": {
         "family": {"type": "string"},
-        "slo_ms": {"type": "number", "exclusiveMinimum": 0},
+        "slo_ms": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
         "min_accuracy": {"type": "number", "minimum": 0, "maximum": 1},
-        "max_energy_j": {"type": "number", "exclusiveMinimum": 0},
+        "max_energy_j": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
         "priority": {"type": "integer", "minimum": 0},
-        "max_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "max_share": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
     },
     "additionalProperties": False,
 }
