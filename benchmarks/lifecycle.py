@@ -143,9 +143,10 @@ def int8_table(repo: Path) -> None:
     for variant in ("mlp_small", "cnn_large"):
         r = optimize_variant(repo / "digits", variant)
         s = r["speedup_vs_float"]
+        outcome = "yes" if r["registered"] else f"no: {r['why_not']}"
         print(
             f"| digits.{variant} | {r['float_accuracy']} | {r['int8_accuracy']} | {s['1']} "
-            f"| {s['32']} | {r['registered']} |"
+            f"| {s['32']} | {outcome} |"
         )
 
 

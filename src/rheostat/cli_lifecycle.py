@@ -121,16 +121,22 @@ def optimize(
     max_drop: Annotated[
         float, typer.Option(help="Refuse when int8 loses more accuracy than this.")
     ] = 0.01,
+    min_speedup: Annotated[
+        float, typer.Option(help="Refuse unless int8 is this much faster at batch 1 or 32.")
+    ] = 1.0,
     server: Server = None,
 ) -> None:
     """Quantize a variant to int8, measure accuracy and speed, and register the copy as the
-    variant `<variant>_int8` when it keeps its accuracy."""
+    variant `<variant>_int8` when it keeps its accuracy and is faster."""
     from rheostat.lifecycle.optimize import optimize_variant
 
     with _user_errors():
-        report = optimize_variant(model_repository / family, variant, max_drop=max_drop)
+        report = optimize_variant(
+            model_repository / family, variant, max_drop=max_drop, min_speedup=min_speedup
+        )
         print(json.dumps(report, indent=1))
-        _reload(server, family)
+        if report["registered"]:
+            _reload(server, family)
 
 
 @app.command("sample-data")

@@ -96,6 +96,7 @@ class Engine:
         self.workers: dict[str, Worker] = {}
         self.lost_devices: set[str] = set()  # remote devices whose worker is gone
         self.device_listeners: list[DeviceListener] = []  # e.g. the control plane
+        self.policy_listeners: list[Callable[[str], None]] = []  # told why app policies changed
         # on a cluster: the devices it has now (blocking; run off the loop); new ones join
         self.discover: Callable[[], Sequence[Device]] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -282,6 +283,8 @@ class Engine:
             apps[policy.name] = policy
         self.config = dataclasses.replace(self.config, apps=apps)
         log.info("app policies now: %s", sorted(apps))
+        for listener in self.policy_listeners:
+            listener(f"app {policy.name if policy else name} {'changed' if policy else 'removed'}")
 
     def energy_budget(self, family: str) -> float:
         """The tightest energy budget of the apps bound to `family` (math.inf: none): the

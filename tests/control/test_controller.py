@@ -132,3 +132,30 @@ def test_a_lost_device_is_planned_without_at_once_and_back_when_it_returns() -> 
     assert "device d1 lost; device d1 back" in reasons, reasons  # requested together: one plan
     lost = next(e for e in plane.controller.log if e.time_s >= 12.0) if plane.controller else None
     assert lost is not None and lost.reason == "device d1 lost" and lost.time_s <= 12.0 + CFG.tick_s
+
+
+def test_an_energy_budget_keeps_the_plan_on_variants_within_it() -> None:
+    """With 10 W devices, "big" costs 0.1 J per request alone and "small" 0.025 J: a family
+    budget of 0.05 J (an app bound to it) plans "small" though "big" has the capacity."""
+    from rheostat.control.plane import ControlPlane, Split
+
+    clock = VirtualClock()
+    devices = [DeviceSpec("d0", "cpu", active_w=10.0), DeviceSpec("d1", "cpu", active_w=10.0)]
+    budget = {"f": 1.0}
+    splits: list[Split] = []
+    plane = ControlPlane(
+        clock=clock, devices=devices, variants=lambda: problem_for({}).variants,
+        slo_s=lambda family: 0.040, solve=MilpPlanner().solve, apply_split=splits.append,
+        runner=VirtualSolveRunner(clock, solve_time_s=0.01), config=CFG,
+        energy_budget=lambda family: budget[family],
+    )  # fmt: skip
+    assert plane.build_problem({"f": 50.0}).demand[0].max_energy_j == 1.0
+    plane.start()
+    for i in range(50 * 12):
+        clock.call_at(i / 50, lambda: plane.arrived("f", 1, clock.now()))
+    clock.call_at(6.0, lambda: budget.update(f=0.05))
+    clock.call_at(6.0, lambda: plane.controller and plane.controller.request("budget changed"))
+    clock.run_until(12.0)
+    plane.stop()
+    variants = [{r.variant for w in s.values() for r in w} for s in splits]
+    assert variants[0] == {"big"} and variants[-1] == {"small"}, variants

@@ -175,3 +175,19 @@ def test_feedback_detects_drift_and_the_server_retrains_itself(digits: Path) -> 
         assert after > 0.85
     finally:
         stop_server(srv)
+
+
+def test_an_optimized_int8_copy_is_registered_and_served(server: Server, digits: Path) -> None:
+    done = rheostat("optimize", "--model-repository", str(digits), "--family", "digits",
+                    "--variant", "cnn_large", "--min-speedup", "0", "--server", server.url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert '"registered": true' in done.stdout and '"int8_accuracy"' in done.stdout
+    r = httpx.post(f"{server.url}/v2/models/digits.cnn_large_int8/infer", json=body(X_TEST[:4]))
+    assert r.status_code == 200, r.text
+    assert r.json()["parameters"]["accuracy"] > 0.97
+    again = rheostat("optimize", "--model-repository", str(digits), "--family", "digits",
+                     "--variant", "cnn_large", "--min-speedup", "0")  # fmt: skip
+    assert again.returncode == 2 and "exists already" in again.stderr
+    faces = rheostat("optimize", "--model-repository", str(digits), "--family", "digits",
+                     "--variant", "cascade")  # fmt: skip
+    assert faces.returncode == 2 and "variant 'cascade': expected one of" in faces.stderr

@@ -103,9 +103,15 @@ class LiveControl(ControlPlane):
     def start(self) -> None:
         self.engine.observers.append(self)
         self.engine.device_listeners.append(self._devices_changed)
+        self.engine.policy_listeners.append(self._policies_changed)
         # the devices' power is known once the engine has started (measured or configured)
         self.devices = tuple(self._spec(d) for d in self.engine.live_devices)
         super().start()
+
+    def _policies_changed(self, reason: str) -> None:
+        """An app's policy changed: an energy budget may bind differently, so plan again."""
+        if self.controller is not None:
+            self.controller.request(reason)
 
     def _devices_changed(self, devices: tuple[Device, ...], reason: str) -> None:
         self.set_devices([self._spec(d) for d in devices], reason)

@@ -4,9 +4,12 @@ The float variant's served version is quantized statically (ONNX Runtime's tools
 `quantize_int8`) with the family's training inputs as calibration data; accuracy is
 measured on the held-out test split and speed side by side with the float model at batch
 sizes 1 and 32. The copy becomes the new variant `<variant>_int8` only when it loses at most
-`max_drop` accuracy; it is profiled when the server loads it, and the planner then weighs
-it like any variant. Families with a known data set only (the digits families); the image
-family's int8 copies are made by the repository build.
+`max_drop` accuracy and is faster than the float model at one of those batch sizes by
+`min_speedup`: an int8 copy that is no faster only adds a variant the planner never wants
+(tiny models often are: their int8 kernels cost more than they save). The server profiles
+it when it loads it, and the planner then weighs it like any variant. Families with a known
+data set only (the digits families); the image family's int8 copies are made by the
+repository build.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ __all__ = ["optimize_variant"]
 DATASETS = ("digits", "digits_exits")
 
 
-def optimize_variant(family_dir: Path, variant: str, *, max_drop: float = 0.01) -> dict[str, Any]:
+def optimize_variant(
+    family_dir: Path, variant: str, *, max_drop: float = 0.01, min_speedup: float = 1.0
+) -> dict[str, Any]:
     family = load_family(family_dir)
     if family.name not in DATASETS:
         raise ValueError(
@@ -57,6 +62,12 @@ def optimize_variant(family_dir: Path, variant: str, *, max_drop: float = 0.01) 
         if float_acc - int8_acc > max_drop:
             report["why_not"] = (
                 f"int8 loses {float_acc - int8_acc:.4f} accuracy, more than --max-drop {max_drop}"
+            )
+            return report
+        if max(speed.values()) < min_speedup:
+            report["why_not"] = (
+                f"int8 is no faster (speedup {max(speed.values()):.2f} at best, below "
+                f"--min-speedup {min_speedup})"
             )
             return report
         entry = {
