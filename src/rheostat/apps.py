@@ -49,7 +49,8 @@ class AppPolicy:
     max_share: float = 1.0
     """Largest share of its family's admitted load under pressure."""
     max_energy_j: float | None = None
-    """Joules one request may cost at most (None: no budget)."""
+    """Joules one inference (one input row) may cost at most, alone on its device (None: no
+    budget); a request of n rows may cost n times it."""
 
     def __post_init__(self) -> None:
         if self.family is not None and not isinstance(self.family, str):
@@ -58,6 +59,8 @@ class AppPolicy:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float | None):
                 raise ValueError(f"app {self.name!r}: {key} {value!r} must be a number")
+        if self.priority != int(self.priority):
+            raise ValueError(f"app {self.name!r}: priority {self.priority} must be an integer")
         if self.slo_ms is not None and self.slo_ms <= 0:
             raise ValueError(f"app {self.name!r}: slo_ms {self.slo_ms} must be > 0")
         if not 0 <= self.min_accuracy <= 1:

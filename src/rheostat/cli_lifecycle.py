@@ -26,6 +26,14 @@ Server = Annotated[
 ]
 
 
+def _profile(family_dir: Path, variants: list[str]) -> None:
+    """Measure what was just registered on this machine's device types (profile.json)."""
+    from rheostat.profiler import profile_served_versions
+
+    console.log(f"profiling {', '.join(variants)} on this machine ...")
+    profile_served_versions(family_dir, variants)
+
+
 def _reload(server: str | None, family: str) -> None:
     if server is None:
         console.print(f"to serve it: POST {{server}}/v2/repository/models/{family}/load")
@@ -70,6 +78,7 @@ def retrain(
             progress=console.log,
         )  # fmt: skip
         print(json.dumps(report, indent=1))
+        _profile(model_repository / family, list(report))
         _reload(server, family)
 
 
@@ -94,6 +103,7 @@ def register(
             accuracy_source=accuracy_source, metadata={"source_file": str(model)},
         )  # fmt: skip
         console.print(f"registered {family}.{variant} version {info.version}")
+        _profile(model_repository / family, [variant])
         _reload(server, family)
 
 
@@ -136,6 +146,7 @@ def optimize(
         )
         print(json.dumps(report, indent=1))
         if report["registered"]:
+            _profile(model_repository / family, [f"{variant}_int8"])
             _reload(server, family)
 
 

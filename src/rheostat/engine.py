@@ -23,7 +23,7 @@ from rheostat.backends.onnx import LoadSpec, load_spec
 from rheostat.batching import make_policy
 from rheostat.clock import WallClock
 from rheostat.config import ServerConfig
-from rheostat.devices.device import Device
+from rheostat.devices.device import Device, DeviceKind
 from rheostat.devices.power import PowerModel, RaplMeter, default_power, share_of_package
 from rheostat.devices.runner import DeviceRunner, ReplicaQueue
 from rheostat.devices.work import ItemResult, Outcome, Payload
@@ -111,6 +111,7 @@ class Engine:
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
         self.monitors: list[RequestMonitor] = []  # metrics and the web page's series
         self.admission = Admission(self.clock, self.router, self.runners, self.profiles, self.stats)
+        self._load_lock = asyncio.Lock()  # one repository load at a time
 
     def _accuracies(self) -> dict[str, float]:
         return {
@@ -142,13 +143,17 @@ class Engine:
         say(f"starting worker for {device.name}")
         await worker.start()
         runner.power = self.power[device.name] = self._power(device)
-        measure = self.power[device.name].source == "estimate" and not device.remote
+        measure = (
+            self.power[device.name].source == "estimate"
+            and not device.remote
+            and device.kind is DeviceKind.CPU  # RAPL counts CPU packages, not GPUs
+        )
         meter = RaplMeter() if measure else None
         before = meter.read_uj() if meter is not None and meter.readable else None
         started = self.clock.now()
-        for replica in self.plan.on_device(device.name):
-            await self._load_replica(replica, say)
-        if meter is not None and before is not None and (after := meter.read_uj()) is not None:
+        profiled = [await self._load_replica(r, say) for r in self.plan.on_device(device.name)]
+        busy = bool(profiled) and all(profiled)  # stored profiles leave the device idle
+        if busy and meter is not None and before is not None and (after := meter.read_uj()):
             # loading is mostly profiling, which keeps the device busy: its share of the
             # packages' power over that time is its active power
             watts = meter.joules_between(before, after) / max(self.clock.now() - started, 1e-3)
@@ -240,7 +245,8 @@ class Engine:
         top = max(self.router.accuracy.get(r.key, 0.0) for r in left)
         return {r: 1.0 for r in left if self.router.accuracy.get(r.key, 0.0) == top}
 
-    async def _load_replica(self, replica: Replica, say: Progress) -> None:
+    async def _load_replica(self, replica: Replica, say: Progress) -> bool:
+        """Load and profile (or read the stored profile of) `replica`; True if profiled."""
         family = self.repository.families[replica.family]
         spec, version = self._spec(replica)
         say(f"loading {replica.key} v{version} on {replica.device}")
@@ -272,6 +278,7 @@ class Engine:
                 worst=worst,
             )
         )
+        return stored is None
 
     def set_app(self, policy: AppPolicy | None, name: str = "") -> None:
         """Add, change (`policy`) or remove (`name`, no policy) an app's policy while serving:
@@ -405,49 +412,65 @@ class Engine:
 
         Variants already loaded are swapped in place, with no request failed: each worker
         opens the new version's session and replaces the old one between two batches, and
-        the replica's queue, split and profile stay as they are. Variants the new config
-        drops are drained and unloaded; new ones are loaded, then routed to.
+        the replica's queue and split stay as they are. Its profile is the new version's
+        stored one where `rheostat profile` or a registration measured it, and otherwise
+        the old one, corrected by every batch that runs (profiling here would hold the
+        device while requests wait). Variants the new config drops are drained and
+        unloaded; new ones are loaded, then routed to. Loads run one at a time; if a worker
+        cannot open a new version, the replicas already swapped go back to what they served
+        and the error is raised.
         """
-        family, variant = self.resolve(name)
-        fresh = load_family(family.path)
-        before = {r for r in self.plan.of_family(family.name) if variant in (None, r.variant)}
-        gone = {r.variant for r in before} - set(fresh.config.variants)
-        for old in sorted(gone):
-            await self.unload(f"{family.name}.{old}")
-        families = {**self.repository.families, fresh.name: fresh}
-        self.repository = Repository(self.repository.path, families)
-        self.router.accuracy = self._accuracies()
-        for replica in sorted(r for r in before if r.variant not in gone):
-            await self._swap_replica(replica)
-        wanted = default_plan(self.repository, self.live_devices)
-        added = {
-            r for r in wanted.of_family(fresh.name)
-            if variant in (None, r.variant) and r not in before
-        }  # fmt: skip
-        for replica in sorted(added):
-            await self._load_replica(replica, lambda message: None)
-        if added:
-            self._set_plan(self.plan.replicas | added)
+        async with self._load_lock:
+            family, variant = self.resolve(name)
+            fresh = load_family(family.path)
+            before = {r for r in self.plan.of_family(family.name) if variant in (None, r.variant)}
+            gone = {r.variant for r in before} - set(fresh.config.variants)
+            old_repository = self.repository
+            self.repository = Repository(
+                self.repository.path, {**self.repository.families, fresh.name: fresh}
+            )
+            swapped: list[Replica] = []
+            try:
+                for replica in sorted(r for r in before if r.variant not in gone):
+                    await self._swap_replica(replica)
+                    swapped.append(replica)
+            except BaseException:
+                self.repository = old_repository
+                for replica in swapped:
+                    await self._swap_replica(replica)
+                self.router.accuracy = self._accuracies()
+                raise
+            for old in sorted(gone):
+                await self.unload(f"{family.name}.{old}")
+            self.router.accuracy = self._accuracies()
+            wanted = default_plan(self.repository, self.live_devices)
+            added = {
+                r for r in wanted.of_family(fresh.name)
+                if variant in (None, r.variant) and r not in before
+            }  # fmt: skip
+            for replica in sorted(added):
+                await self._load_replica(replica, lambda message: None)
+            if added:
+                self._set_plan(self.plan.replicas | added)
 
     async def _swap_replica(self, replica: Replica) -> None:
-        """Open the served version of `replica` in its worker, replacing the old session,
-        and profile it (a new version may run faster or slower) unless it is the same one."""
+        """Open the served version of `replica` in its worker in place of the old session;
+        from then on its answers carry the new version and accuracy, and its profile is the
+        new version's stored one, if it has one."""
         spec, version = self._spec(replica)
         if replica.device not in self.lost_devices:  # a restart opens the served version
-            worker = self.workers[replica.device]
-            await worker.load(spec)
-            family = self.repository.families[replica.family]
-            stored = read_profile(family, replica.variant, self._device(replica.device).device_type)
-            if stored is None and version != self.loaded_versions.get(replica.key):
-                sizes = batch_sizes_for(family.config.max_batch_size)
-                points = await worker.profile(replica.key, sizes, self.config.profile_repeats)
-                self.base_profiles[replica] = dict(points)
-                self.profiles[replica].reset(points)
-                self._energies(replica.device)
-                queue = self.runners[replica.device].replicas.get(replica.key)
-                if queue is not None:
-                    queue.worst = await self._worst_profile(replica)
+            await self.workers[replica.device].load(spec)
+        changed = version != self.loaded_versions.get(replica.key)
         self.loaded_versions[replica.key] = version
+        family = self.repository.families[replica.family]
+        self.router.accuracy[replica.key] = family.config.variants[replica.variant].accuracy
+        stored = read_profile(family, replica.variant, self._device(replica.device).device_type)
+        if changed and stored is not None and replica in self.profiles:
+            points = {int(b): d["p50_s"] for b, d in stored["batch"].items()}
+            self.tail_profiles[replica] = {int(b): d["p99_s"] for b, d in stored["batch"].items()}
+            self.base_profiles[replica] = dict(points)
+            self.profiles[replica].reset(points)
+            self._energies(replica.device)
 
     def _spec(self, replica: Replica) -> tuple[LoadSpec, int]:
         """What a worker needs to open the served version of `replica`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,18 @@ import psutil
 
 from rheostat.backends.onnx import load_spec
 from rheostat.clock import unix_time_s
-from rheostat.devices.device import Device
+from rheostat.devices.device import Device, DeviceKind
 from rheostat.repository.loader import Family, Repository
 from rheostat.workers.handle import WorkerHandle
 
-__all__ = ["PROFILE_FILE", "batch_sizes_for", "profile_repository", "read_profile"]
+__all__ = [
+    "PROFILE_FILE",
+    "batch_sizes_for",
+    "local_device_types",
+    "profile_repository",
+    "profile_served_versions",
+    "read_profile",
+]
 
 PROFILE_FILE = "profile.json"
 
@@ -86,8 +94,10 @@ async def profile_repository(
     repeats: int = 20,
     warmup: int = 3,
     progress: Progress | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Profile every variant on one device of each type; returns {type: {variant: entry}}."""
+    """Profile every variant (or those `only` names as `family.variant`) on one device of
+    each type; returns {type: {variant: entry}}."""
     say = progress or (lambda message, done: None)
     by_type = {d.device_type: d for d in devices}
     results: dict[str, dict[str, Any]] = {}
@@ -98,6 +108,8 @@ async def profile_repository(
         try:
             for family in repository.families.values():
                 for variant in family.config.variants:
+                    if only is not None and f"{family.name}.{variant}" not in only:
+                        continue
                     say(f"{family.name}.{variant} on {device_type}", done)
                     entry = await _profile_variant(worker, family, variant, repeats, warmup)
                     _write(family.model_path(variant).parent / PROFILE_FILE, device_type, entry)
@@ -107,6 +119,31 @@ async def profile_repository(
             await worker.stop()
     say("done", done)
     return results
+
+
+def local_device_types() -> tuple[Device, ...]:
+    """One device of each type this machine serves with by default: one core (`cpu1`) and,
+    where there are more, all of them."""
+    cores = tuple(sorted(os.sched_getaffinity(0)))
+    one = Device("cpu-one", DeviceKind.CPU, cores[:1])
+    return (one,) if len(cores) == 1 else (one, Device("cpu-all", DeviceKind.CPU, cores))
+
+
+def profile_served_versions(
+    family_dir: Path, variants: list[str], *, repeats: int = 5, warmup: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Profile the served versions of `variants` on this machine's device types (a version
+    just registered), so a server swapping them in plans with their own latencies."""
+    from rheostat.repository.loader import load_family
+
+    family = load_family(family_dir)
+    repository = Repository(family_dir.parent, {family.name: family})
+    only = {f"{family.name}.{v}" for v in variants}
+    return asyncio.run(
+        profile_repository(
+            repository, local_device_types(), repeats=repeats, warmup=warmup, only=only
+        )
+    )
 
 
 def run_profile(

@@ -33,7 +33,7 @@ class Constraints:
     variant: str | None = None  # pinned
     min_accuracy: float = 0.0
     exclude_devices: frozenset[str] = frozenset()
-    max_energy_j: float | None = None  # per request, by the replica's `energy` estimate
+    max_energy_j: float | None = None  # per inference (row), by the replica's `energy`
 
 
 class Router:

@@ -69,3 +69,46 @@ def test_bad_feedback_is_refused_and_changes_nothing() -> None:
         book.remember(name, answer(3))
     with pytest.raises(NotFoundError, match="last 2"):
         book.feedback("b", [3], SERVED)  # forgotten: only the last two are kept
+
+
+def test_labels_outside_the_models_classes_are_refused() -> None:
+    book = FeedbackBook()
+    book.remember("a", Answer("digits", "digits.cnn_large", 1, (3,), 0.99, None, num_classes=10))
+    with pytest.raises(InvalidRequestError, match=r"in 0\.\.9"):
+        book.feedback("a", [10], SERVED)
+    assert book.feedback("a", [9], SERVED)["samples"] == 1
+
+
+def test_retraining_waits_for_rows_and_does_not_repeat_on_the_same_ones(tmp_path) -> None:
+    import asyncio
+
+    from rheostat.lifecycle.feedback import Retrainer
+
+    started: list[int] = []
+
+    class Recording(Retrainer):
+        async def _retrain(self, family: str, status: dict) -> None:
+            started.append(status["labelled_total"])
+            self._running.pop(family, None)
+
+    async def scenario() -> None:
+        async def reload(family: str) -> None:
+            return None
+
+        book = FeedbackBook(min_samples=20)
+        Recording(book, tmp_path, reload, min_rows=100)
+        assert book.keep_inputs_for == {"digits"}
+        give(book, 99, right=False)  # drift, but too few rows to retrain on
+        await asyncio.sleep(0)
+        assert started == []
+        give(book, 1, right=False, start=99)
+        await asyncio.sleep(0)
+        assert started == [100]
+        give(book, 49, right=False, start=100)  # drift goes on: wait for 50 new rows
+        await asyncio.sleep(0)
+        assert started == [100]
+        give(book, 1, right=False, start=149)
+        await asyncio.sleep(0)
+        assert started == [100, 150]
+
+    asyncio.run(scenario())

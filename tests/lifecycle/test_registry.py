@@ -79,3 +79,16 @@ def test_an_added_variant_joins_the_family_and_a_bad_one_leaves_no_trace(toy: Pa
     assert (toy / "config.yaml").read_text() == before and not (toy / "broken").exists()
     with pytest.raises(ValueError, match="exists already"):
         add_variant(toy, entry, "slow_int8", toy / "slow" / "1" / "model.onnx")
+
+
+def test_a_version_that_would_break_the_family_is_withdrawn(toy: Path, tmp_path: Path) -> None:
+    model = toy / "slow" / "1" / "model.onnx"
+    with pytest.raises(RepositoryError, match="stages: has 1 entries; the variant has 0"):
+        register_version(toy, "slow", model, accuracy=0.9, accuracy_source="x",
+                         stages=[{"threshold": 0.5}])  # fmt: skip
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"junk\.onnx: ONNX Runtime cannot open it"):
+        register_version(toy, "slow", junk, accuracy=0.9, accuracy_source="x")
+    assert load_family(toy).versions["slow"] == (1,)
+    assert sorted(p.name for p in (toy / "slow").iterdir()) == ["1"]  # nothing left behind

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -271,8 +272,13 @@ class OipApi:
         return Response(content, 200, headers)
 
     def _remember(self, request_id: str, outcome: Any, payloads: Any) -> None:
-        tensors = all(p.kind is PayloadKind.TENSOR for p in payloads)
-        self.feedback_book.remember(
+        """Keep what labelled feedback needs: the classes answered, and, for a family that
+        is retrained on its feedback, copies of the input rows."""
+        book = self.feedback_book
+        keep = outcome.family in book.keep_inputs_for and all(
+            p.kind is PayloadKind.TENSOR for p in payloads
+        )
+        book.remember(
             request_id,
             Answer(
                 family=outcome.family,
@@ -280,7 +286,8 @@ class OipApi:
                 version=outcome.version,
                 classes=tuple(int(r.output.argmax()) for r in outcome.results),
                 claimed_accuracy=outcome.accuracy,
-                rows=tuple(p.data for p in payloads) if tensors else None,
+                rows=tuple(np.array(p.data, copy=True) for p in payloads) if keep else None,
+                num_classes=int(outcome.results[0].output.size),
             ),
         )
 

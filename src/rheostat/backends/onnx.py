@@ -204,19 +204,16 @@ class OnnxBackend:
             x = rng.uniform(-1, 1, [b, *dims]).astype(loaded.spec.input.numpy_dtype)
             feed = {loaded.spec.input.name: x}
 
-            def once(x: np.ndarray = x, feed: dict[str, np.ndarray] = feed) -> None:
-                if loaded.stages:  # each stage on its expected share of the batch
-                    _run_stages(loaded.stages, x, by_reach=True, worst=worst)
-                else:
+            def once(x: np.ndarray = x, feed: dict[str, np.ndarray] = feed) -> float:
+                if loaded.stages:
+                    return _time_stages(loaded.stages, x, worst=worst)
+                with Stopwatch() as watch:
                     loaded.session.run([loaded.spec.output_name], feed)
+                return watch.elapsed_s
 
             for _ in range(warmup):
                 once()
-            times = []
-            for _ in range(repeats):
-                with Stopwatch() as watch:
-                    once()
-                times.append(watch.elapsed_s)
+            times = [once() for _ in range(repeats)]
             p50, p95, p99 = (float(v) for v in np.percentile(times, [50, 95, 99]))
             detail[b] = {"p50_s": p50, "p95_s": p95, "p99_s": p99, "throughput_rps": b / p50}
         return detail
@@ -229,20 +226,38 @@ def _check_outputs(path: Path, session: Any, names: Sequence[str]) -> None:
         raise ValueError(f"{path}: model has outputs {outputs}, config names {missing[0]!r}")
 
 
+def _time_stages(
+    stages: Sequence[tuple[Stage, Any, str]], batch: np.ndarray, *, worst: bool = False
+) -> float:
+    """Seconds a batch of `len(batch)` rows is expected to take through the stages (random
+    input, whose confidence means nothing, so the split comes from each stage's `reach`).
+
+    Stage k is expected to see `reach_k * n` rows, perhaps less than one: it is timed on
+    `m_k = max(1, round(reach_k * n))` rows and charged `reach_k * n / m_k` of that. With
+    `worst`, every stage runs on every row.
+    """
+    n = len(batch)
+    x = batch
+    total = 0.0
+    for stage, session, input_name in stages:
+        share = 1.0 if worst else stage.reach
+        if share <= 0:
+            break
+        rows = max(1, round(share * n))
+        x = x[:rows]
+        names = [stage.output, *([stage.carry] if stage.carry else [])]
+        with Stopwatch() as watch:
+            results = session.run(names, {input_name: x})
+        total += watch.elapsed_s * share * n / rows
+        x = results[1] if stage.carry else batch[: len(x)]
+    return total
+
+
 def _run_stages(
-    stages: Sequence[tuple[Stage, Any, str]],
-    batch: np.ndarray,
-    *,
-    by_reach: bool = False,
-    worst: bool = False,
+    stages: Sequence[tuple[Stage, Any, str]], batch: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run `batch` through the stages; returns the answers and, per row, the stage (1-based)
-    that gave it.
-
-    Each stage answers the rows whose top probability reaches its threshold. With
-    `by_reach` (profiling on random input, whose confidence means nothing) stage k runs on
-    `ceil(reach_k * n)` rows instead, its expected share; with `worst` too, on every row.
-    """
+    that gave it. Each stage answers the rows whose top probability reaches its threshold."""
     n = len(batch)
     rows = np.arange(n)
     x = batch
@@ -256,9 +271,6 @@ def _run_stages(
             out = np.empty((n, *logits.shape[1:]), dtype=logits.dtype)
         if stage.threshold is None:
             done = np.ones(len(rows), dtype=bool)
-        elif by_reach:
-            following = 1.0 if worst else stages[index + 1][0].reach
-            done = np.arange(len(rows)) >= int(np.ceil(following * n))
         else:
             done = softmax_confidence(logits) >= stage.threshold
         out[rows[done]] = logits[done]

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from numpy.typing import NDArray
 from torch import nn
 
@@ -48,8 +47,8 @@ from rheostat.lifecycle.digits import (
     load_digits_split,
 )
 from rheostat.lifecycle.quantize import export_onnx, ort_session
-from rheostat.lifecycle.registry import register_version
-from rheostat.repository.loader import MODEL_FILE, VERSION_FILE, load_family, write_family_config
+from rheostat.lifecycle.registry import register_version, rewrite_version_file
+from rheostat.repository.loader import MODEL_FILE, load_family, write_family_config
 from rheostat.repository.schema import Stage, TensorSpec, VariantConfig
 
 __all__ = [
@@ -380,12 +379,11 @@ def refresh_cascade(
     shares = [round(float(s), 4) for s in np.bincount(exits, minlength=3)[1:] / len(exits)]
     metadata = {"cheap": cheap, "strong": strong, "tolerance": tolerance,
                 "test_exit_shares": shares}  # fmt: skip
-    version_file = info.path / str(info.version) / VERSION_FILE
-    version_file.write_text(yaml.safe_dump({
+    rewrite_version_file(info.path / str(info.version), {
         "accuracy": round(accuracy, 6),
         "accuracy_source": f"measured: top-1 on {len(test[1])} held-out rows",
-        "metadata": metadata, "stages": tuned,
-    }, sort_keys=False))  # fmt: skip
+        "metadata": metadata,
+    })  # fmt: skip
     return {"version": info.version, "accuracy": accuracy, "threshold": choice.threshold,
             "test_exit_shares": shares}  # fmt: skip
 

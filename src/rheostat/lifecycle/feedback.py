@@ -44,7 +44,8 @@ class Answer:
     version: int
     classes: tuple[int, ...]  # per row, the arg-max class answered
     claimed_accuracy: float
-    rows: tuple[np.ndarray, ...] | None  # the inputs, when they were tensors
+    rows: tuple[np.ndarray, ...] | None  # the inputs (copies), kept only to retrain on
+    num_classes: int = 0  # labels must be below it (0: unchecked)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Window:
     labelled_x: deque[np.ndarray]
     labelled_y: deque[int]
     total: int = 0
+    labelled_total: int = 0  # labelled input rows ever received (the deques keep the last)
     drift_since: int | None = None  # `total` when drift was declared
 
 
@@ -63,6 +65,7 @@ class FeedbackBook:
     min_samples: int = 50
     tolerance: float = 0.05
     keep_rows: int = 2000  # labelled input rows per family kept for retraining
+    keep_inputs_for: set[str] = field(default_factory=set)  # families retrained on feedback
     answers: OrderedDict[str, Answer] = field(default_factory=OrderedDict)
     windows: dict[str, _Window] = field(default_factory=dict)
     on_drift: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
@@ -91,14 +94,18 @@ class FeedbackBook:
                 f"feedback: no recent answer has id {request_id!r} (the server remembers the "
                 f"last {self.capacity} requests sent with an id)"
             )
+        top = answer.num_classes or 2**63
         if (
             not isinstance(labels, list)
             or len(labels) != len(answer.classes)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in labels)
+            or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < top for v in labels
+            )
         ):
+            classes = f" in 0..{top - 1}" if answer.num_classes else ""
             raise InvalidRequestError(
                 f"feedback for {request_id!r}: labels {labels!r} must be a list of "
-                f"{len(answer.classes)} class indices (one per input row)"
+                f"{len(answer.classes)} class indices{classes} (one per input row)"
             )
         del self.answers[request_id]
         window = self.windows.setdefault(
@@ -115,6 +122,7 @@ class FeedbackBook:
             if answer.rows is not None:
                 window.labelled_x.append(answer.rows[index])
                 window.labelled_y.append(label)
+                window.labelled_total += 1
         status = self.status(answer.family, served)
         if status["drift"]:
             if window.drift_since is None:
@@ -146,6 +154,7 @@ class FeedbackBook:
             "claimed_accuracy": None if claimed is None else round(claimed, 4),
             "drift": drift,
             "labelled_rows": len(window.labelled_y) if window else 0,
+            "labelled_total": window.labelled_total if window else 0,
             "min_samples": self.min_samples,
             "tolerance": self.tolerance,
         }
@@ -184,23 +193,29 @@ class Retrainer:
         *,
         families: Sequence[str] = ("digits",),
         min_rows: int = 300,
+        timeout_s: float = 900.0,
     ) -> None:
         self.book = book
         self.repository = repository
         self.reload = reload
         self.families = set(families)
         self.min_rows = min_rows
+        self.timeout_s = timeout_s
         self.history: list[dict[str, Any]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._failed_at: dict[str, int] = {}  # family -> labelled rows when retraining failed
+        self._tried_at: dict[str, int] = {}  # family -> labelled rows ever, at its last attempt
+        book.keep_inputs_for |= self.families
         book.on_drift.append(self._drift)
 
     def _drift(self, family: str, status: dict[str, Any]) -> None:
         if family not in self.families or family in self._running:
             return
-        rows = status["labelled_rows"]
-        if rows < self.min_rows or rows < self._failed_at.get(family, 0) + self.min_rows // 2:
-            return  # too few rows yet, or too few new ones since a failed attempt
+        if status["labelled_rows"] < self.min_rows:
+            return  # too few rows to retrain on yet
+        total = status["labelled_total"]
+        if family in self._tried_at and total < self._tried_at[family] + self.min_rows // 2:
+            return  # too few new rows since the last attempt (a failure, or noise after one)
+        self._tried_at[family] = total
         log.warning("retraining %s from %d feedback rows", family, status["labelled_rows"])
         task = asyncio.get_running_loop().create_task(self._retrain(family, status))
         self._running[family] = task
@@ -220,10 +235,15 @@ class Retrainer:
                     "--data", str(data),
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 )  # fmt: skip
-                output, _ = await process.communicate()
+                try:
+                    output, _ = await asyncio.wait_for(process.communicate(), self.timeout_s)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+                    entry["state"] = f"failed: no result in {self.timeout_s:.0f} s"
+                    return
             entry["output"] = output.decode(errors="replace")[-2000:]
             if process.returncode != 0:
-                self._failed_at[family] = len(y)
                 entry["state"] = f"failed (exit status {process.returncode})"
                 log.error("retraining %s failed:\n%s", family, entry["output"])
                 return
@@ -231,7 +251,6 @@ class Retrainer:
             self.book.served_again(family)
             entry["state"] = "swapped in"
         except Exception as exc:
-            self._failed_at[family] = entry.get("rows", 0)
             entry["state"] = f"failed: {exc}"
             log.exception("retraining %s failed", family)
         finally:

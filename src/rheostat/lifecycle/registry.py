@@ -14,7 +14,8 @@ into place, so a server reloading meanwhile never sees half a version.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from rheostat.clock import unix_time_s
 from rheostat.errors import RepositoryError
 from rheostat.repository.loader import CONFIG_FILE, MODEL_FILE, VERSION_FILE, load_family
 
-__all__ = ["RETIRED_PREFIX", "VersionInfo", "add_variant", "register_version", "rollback"]
+__all__ = [
+    "RETIRED_PREFIX",
+    "VersionInfo",
+    "add_variant",
+    "register_version",
+    "rewrite_version_file",
+    "rollback",
+]
 
 RETIRED_PREFIX = ".retired-"
 
@@ -49,17 +57,47 @@ def _numbers(variant_dir: Path) -> list[int]:
     return sorted(numbers)
 
 
-def _publish(variant_dir: Path, files: Mapping[str, Path], info: dict[str, Any]) -> int:
-    """Copy `files` (name in the folder -> source) and `version.yaml` into the next version."""
-    version = max(_numbers(variant_dir), default=0) + 1
-    staging = variant_dir / f".staging-{version}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name, source in files.items():
-        shutil.copyfile(source, staging / name)
-    (staging / VERSION_FILE).write_text(yaml.safe_dump(info, sort_keys=False))
-    staging.rename(variant_dir / str(version))
+def _publish(
+    variant_dir: Path, files: Mapping[str, Path], info: dict[str, Any], check: Callable[[], None]
+) -> int:
+    """Copy `files` (name in the folder -> source) and `version.yaml` into the next version,
+    after opening every ONNX file with ONNX Runtime; then run `check` (load the family) and
+    withdraw the version if it fails. Two registrations at once get different numbers."""
+    variant_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=variant_dir))
+    try:
+        for name, source in files.items():
+            shutil.copyfile(source, staging / name)
+            if name.endswith(".onnx"):
+                _open(staging / name, source)
+        (staging / VERSION_FILE).write_text(yaml.safe_dump(info, sort_keys=False))
+        staging.chmod(0o755)
+        while True:
+            version = max(_numbers(variant_dir), default=0) + 1
+            try:
+                staging.rename(variant_dir / str(version))
+                break
+            except OSError:  # another registration took that number first
+                if not (variant_dir / str(version)).exists():
+                    raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        check()
+    except BaseException:
+        shutil.rmtree(variant_dir / str(version), ignore_errors=True)
+        raise
     return version
+
+
+def _open(path: Path, source: Path) -> None:
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ValueError(f"{source}: ONNX Runtime cannot open it: {exc}") from None
 
 
 def register_version(
@@ -102,8 +140,7 @@ def register_version(
     }
     if stages is not None:
         info["stages"] = [dict(s) for s in stages]
-    version = _publish(family_dir / variant, files, info)
-    load_family(family_dir)
+    version = _publish(family_dir / variant, files, info, lambda: _check(family_dir))
     return VersionInfo(family.name, variant, version, float(accuracy), family_dir / variant)
 
 
@@ -120,22 +157,48 @@ def add_variant(family_dir: Path, entry: Mapping[str, Any], name: str, model: Pa
         raise ValueError(f"{data.get('name')}.{name} exists already; register a version of it")
     if (family_dir / name).exists():
         raise ValueError(f"{family_dir / name} exists already")
-    _publish(
-        family_dir / name,
-        {MODEL_FILE: model},
-        {"accuracy": entry["accuracy"], "accuracy_source": entry["accuracy_source"]},
-    )
     data["variants"][name] = dict(entry)
-    staged = config_path.with_name(f".{CONFIG_FILE}.new")
-    staged.write_text(yaml.safe_dump(data, sort_keys=False, width=100))
+
+    def publish_config() -> None:  # the version exists by now: the config may name it
+        _write_atomically(config_path, yaml.safe_dump(data, sort_keys=False, width=100))
+        try:
+            load_family(family_dir)
+        except Exception:
+            _write_atomically(config_path, original)
+            raise
+
     try:
-        staged.replace(config_path)
-        load_family(family_dir)
-    except Exception:
-        config_path.write_text(original)
+        _publish(
+            family_dir / name,
+            {MODEL_FILE: model},
+            {"accuracy": entry["accuracy"], "accuracy_source": entry["accuracy_source"]},
+            publish_config,
+        )
+    except BaseException:
         shutil.rmtree(family_dir / name, ignore_errors=True)
         raise
     return VersionInfo(data["name"], name, 1, float(entry["accuracy"]), family_dir / name)
+
+
+def _check(family_dir: Path) -> None:
+    load_family(family_dir)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.new")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def rewrite_version_file(folder: Path, changes: Mapping[str, Any]) -> None:
+    """Update a version's `version.yaml` in place, atomically (e.g. with a measurement made
+    after registering)."""
+    path = folder / VERSION_FILE
+    data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    for key, value in changes.items():
+        old = data.get(key)
+        data[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+    _write_atomically(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def rollback(family_dir: Path, variant: str) -> tuple[int, int]:
