@@ -56,10 +56,10 @@ def test_a_tighter_latency_bound_moves_requests_to_earlier_exits(server: Server)
     loose = served_by(server, "digits_exits", 20, slo_ms=50)
     tight = served_by(server, "digits_exits", 20, slo_ms=5)
     print("slo 50 ms:", dict(loose), "slo 5 ms:", dict(tight))
-    assert set(loose) <= {"digits_exits.adaptive", "digits_exits.exit3"}, loose
-    answered = {k: v for k, v in tight.items() if k.startswith("digits_exits.")}
-    assert sum(answered.values()) >= 18, tight
-    assert set(answered) <= {"digits_exits.exit1", "digits_exits.exit2"}, tight
+    for seen, exits in ((loose, {"adaptive", "exit3"}), (tight, {"exit1", "exit2"})):
+        answered = {k: v for k, v in seen.items() if k.startswith("digits_exits.")}
+        assert sum(answered.values()) >= 18, seen  # a noisy machine may drop one or two
+        assert {k.split(".")[1] for k in answered} <= exits, seen
 
 
 def test_the_adaptive_exit_says_where_each_row_left(server: Server) -> None:
