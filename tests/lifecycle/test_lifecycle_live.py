@@ -106,14 +106,20 @@ def test_retrain_register_and_swap_under_load_recovers_accuracy_on_drifted_data(
     assert np.array_equal(clean_y, Y_TEST) and np.allclose(clean_x, X_TEST)
     with Load(server.url) as load:
         time.sleep(1.0)
+        started = time.monotonic()
         done = rheostat("retrain", "--model-repository", str(digits), "--family", "digits",
                         "--data", str(data), "--server", server.url)  # fmt: skip
+        took = time.monotonic() - started
         time.sleep(1.0)
     assert done.returncode == 0, done.stderr
     failures = [a for a in load.answers if a[0] != 200]
     assert failures == [] and len(load.answers) > 100, failures[:5]
     after = served_accuracy(server.url, X_TEST, Y_TEST)
-    print(f"drifted accuracy served: {before:.3f} before, {after:.3f} after retraining")
+    print(
+        f"drifted accuracy served: {before:.3f} before, {after:.3f} after retraining; "
+        f"retrain took {took:.1f} s; {len(load.answers)} requests under load, "
+        f"{len(failures)} failed"
+    )
     assert before < 0.5 and after > 0.9, (before, after)
     assert {v for _, _, v in load.answers[-20:]} == {"2"}  # the new versions answer now
     index = httpx.post(f"{server.url}/v2/repository/index").json()
