@@ -91,7 +91,7 @@ class Engine:
         self.state = EngineState.LOADING
         self.plan = default_plan(repository, config.devices)
         self.power: dict[str, PowerModel] = {}  # device name -> its power model
-        self.energy: dict[Replica, float] = {}  # joules of one request run alone
+        self.energy: dict[Replica, float] = {}  # joules of one inference run alone
         self.router = Router(self.plan, self._accuracies(), energy=self.energy)
         self.workers: dict[str, Worker] = {}
         self.lost_devices: set[str] = set()  # remote devices whose worker is gone
@@ -168,8 +168,8 @@ class Engine:
         return self.config.power.get(device.device_type) or default_power(device)
 
     def _energies(self, device: str) -> None:
-        """Expected joules of one request on each replica of `device`: batch-1 latency at
-        the device's active power (the most a request costs; batching spreads it)."""
+        """Joules of one inference alone on each replica of `device`: batch-1 latency at the
+        device's active power (the most an inference costs; batching spreads it)."""
         power = self.power.get(device)
         for replica, profile in self.profiles.items():
             if replica.device == device and power is not None:
