@@ -249,8 +249,11 @@ class OipApi:
     async def infer(self, request: Request) -> Response:
         name, family, variant = self._model(request)
         limits = self.engine.config
+        clock = self.engine.clock
+        started = clock.now()
         try:
             body = await self._body(request)
+            received = clock.now()
             decoded = decode_infer_request(
                 body,
                 header_length=_header_length(request),
@@ -265,6 +268,10 @@ class OipApi:
             raise
         outcome = await self.engine.infer(family, variant, payloads, options)
         response = dataplane.build_response(name, family, decoded, outcome)
+        # by the server's clock alone, so a client can tell its upload from the rest:
+        # receiving the body, and everything from the handler's start to the answer
+        response.parameters["receive_ms"] = round((received - started) * 1e3, 3)
+        response.parameters["server_ms"] = round((clock.now() - started) * 1e3, 3)
         if decoded.id:  # remembered for labelled feedback (`POST /rheostat/feedback`)
             self._remember(decoded.id, outcome, payloads)
         binary = dataplane.binary_outputs(decoded, response)

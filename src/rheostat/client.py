@@ -1,0 +1,236 @@
+"""`rheostat.client`: an Open Inference Protocol client for edge devices on changing links.
+
+It sends a frame as an encoded image (JPEG/PNG bytes, the binary tensor extension) or as
+a tensor, times the request by its own clock, and tells its upload apart from the rest with
+the times the server reports by the server's own clock (`server_ms`: from the start of the
+request's handling to the answer, `receive_ms` of it spent receiving the body). No clock is
+shared. Uploads feed a `BandwidthEstimator`; each request carries the client's id, its
+bandwidth estimate and frame rate, and a server-side deadline (`slo_ms`) of what is left of
+the end-to-end SLO once the expected upload is spent, so the server drops a frame that can
+no longer make it instead of answering it late. Where the server says what input size to
+send next (`input_size` in the answer's parameters), `input_size` holds it.
+
+    client = EdgeClient("http://server:8000", "efficientnet_lite", slo_ms=100, fps=10)
+    result = client.infer_image(jpeg_bytes)
+    result.parameters["variant"], result.end_to_end_s, client.bandwidth_mbps
+
+`AsyncEdgeClient` is the same on asyncio.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from rheostat.clock import Stopwatch, monotonic_s
+from rheostat.network.estimator import BandwidthEstimator
+
+__all__ = ["AsyncEdgeClient", "EdgeClient", "InferResult", "RequestFailed"]
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+class RequestFailed(RuntimeError):
+    """The server answered with an error: `status` and its message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InferResult:
+    outputs: dict[str, np.ndarray]
+    parameters: dict[str, Any]
+    end_to_end_s: float  # send to answer, by this client's clock
+    upload_s: float  # this request's upload, as measured
+    body_bytes: int
+
+
+@dataclass
+class _State:
+    """What both clients share: identity, policy, estimate, the server's instructions."""
+
+    model: str
+    slo_ms: float | None
+    fps: float | None
+    client_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
+    input_size: int | None = None
+    started: float = field(default_factory=monotonic_s)
+
+    def now(self) -> float:
+        return monotonic_s() - self.started
+
+    def parameters(self, body_bytes: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"client_id": self.client_id}
+        estimate = self.estimator.estimate_mbps(self.now())
+        if estimate is not None:
+            params["bandwidth_mbps"] = round(estimate, 3)
+        if self.fps is not None:
+            params["fps"] = self.fps
+        if self.slo_ms is not None:
+            params["e2e_slo_ms"] = self.slo_ms
+            upload = self.estimator.upload_s(body_bytes, self.now()) or 0.0
+            params["slo_ms"] = max(self.slo_ms - upload * 1e3, 1.0)  # what the server may use
+        return params
+
+    def body(self, tensor: dict[str, Any], raw: bytes | None) -> tuple[bytes, dict[str, str]]:
+        size = len(raw) if raw is not None else 0
+        request = {"inputs": [tensor], "parameters": self.parameters(size + 200)}
+        header = json.dumps(request, separators=(",", ":")).encode()
+        if raw is None:
+            return header, {"content-type": "application/json"}
+        return header + raw, {
+            "content-type": "application/octet-stream",
+            HEADER_LENGTH: str(len(header)),
+        }
+
+    def finish(self, response: httpx.Response, elapsed_s: float, body_bytes: int) -> InferResult:
+        if response.status_code != 200:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise RequestFailed(response.status_code, message)
+        data = response.json()
+        params = data.get("parameters", {})
+        server_s = float(params.get("server_ms", 0.0)) / 1e3
+        receive_s = float(params.get("receive_ms", 0.0)) / 1e3
+        # the upload: what the server spent receiving, plus what it did not see (before the
+        # first byte reached it), which is the whole time less its own
+        upload_s = max(elapsed_s - (server_s - receive_s), 1e-6)
+        self.estimator.record(body_bytes, upload_s, self.now())
+        if isinstance(params.get("input_size"), int):
+            self.input_size = params["input_size"]
+        outputs = {
+            o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in data.get("outputs", [])
+        }
+        return InferResult(outputs, params, elapsed_s, upload_s, body_bytes)
+
+
+def _image_tensor(image: bytes) -> tuple[dict[str, Any], bytes]:
+    raw = struct.pack("<I", len(image)) + image  # a BYTES element: length, then the bytes
+    return (
+        {"name": "image", "shape": [1], "datatype": "BYTES",
+         "parameters": {"binary_data_size": len(raw)}},
+        raw,
+    )  # fmt: skip
+
+
+def _array_tensor(name: str, array: np.ndarray) -> tuple[dict[str, Any], bytes]:
+    types = {np.float32: "FP32", np.uint8: "UINT8", np.int64: "INT64", np.float16: "FP16"}
+    datatype = types.get(array.dtype.type)
+    if datatype is None:
+        raise ValueError(f"array dtype {array.dtype}: expected one of float32, uint8, int64")
+    raw = np.ascontiguousarray(array).tobytes()
+    return (
+        {"name": name, "shape": list(array.shape), "datatype": datatype,
+         "parameters": {"binary_data_size": len(raw)}},
+        raw,
+    )  # fmt: skip
+
+
+class EdgeClient:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        slo_ms: float | None = None,
+        fps: float | None = None,
+        client_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.http = httpx.Client(base_url=url, timeout=timeout_s)
+        self.state = _State(model, slo_ms, fps)
+        if client_id:
+            self.state.client_id = client_id
+
+    @property
+    def bandwidth_mbps(self) -> float | None:
+        return self.state.estimator.estimate_mbps(self.state.now())
+
+    @property
+    def input_size(self) -> int | None:
+        return self.state.input_size
+
+    def infer_image(self, image: bytes) -> InferResult:
+        """One encoded frame (JPEG or PNG bytes)."""
+        return self._send(*_image_tensor(image))
+
+    def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
+        """One tensor, batch dimension included."""
+        return self._send(*_array_tensor(name, array))
+
+    def _send(self, tensor: dict[str, Any], raw: bytes) -> InferResult:
+        body, headers = self.state.body(tensor, raw)
+        with Stopwatch() as watch:
+            response = self.http.post(
+                f"/v2/models/{self.state.model}/infer", content=body, headers=headers
+            )
+        return self.state.finish(response, watch.elapsed_s, len(body))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> EdgeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncEdgeClient:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        slo_ms: float | None = None,
+        fps: float | None = None,
+        client_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
+        self.state = _State(model, slo_ms, fps)
+        if client_id:
+            self.state.client_id = client_id
+
+    @property
+    def bandwidth_mbps(self) -> float | None:
+        return self.state.estimator.estimate_mbps(self.state.now())
+
+    @property
+    def input_size(self) -> int | None:
+        return self.state.input_size
+
+    async def infer_image(self, image: bytes) -> InferResult:
+        return await self._send(*_image_tensor(image))
+
+    async def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
+        return await self._send(*_array_tensor(name, array))
+
+    async def _send(self, tensor: dict[str, Any], raw: bytes) -> InferResult:
+        body, headers = self.state.body(tensor, raw)
+        with Stopwatch() as watch:
+            response = await self.http.post(
+                f"/v2/models/{self.state.model}/infer", content=body, headers=headers
+            )
+        return self.state.finish(response, watch.elapsed_s, len(body))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncEdgeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
