@@ -138,18 +138,17 @@ def _array_tensor(name: str, array: np.ndarray) -> tuple[dict[str, Any], bytes]:
     )  # fmt: skip
 
 
-class EdgeClient:
+class _Client:
+    """What the sync and asyncio clients share: their state and what it tells."""
+
     def __init__(
         self,
-        url: str,
         model: str,
         *,
         slo_ms: float | None = None,
         fps: float | None = None,
         client_id: str | None = None,
-        timeout_s: float = 30.0,
     ) -> None:
-        self.http = httpx.Client(base_url=url, timeout=timeout_s)
         self.state = _State(model, slo_ms, fps)
         if client_id:
             self.state.client_id = client_id
@@ -161,6 +160,25 @@ class EdgeClient:
     @property
     def input_size(self) -> int | None:
         return self.state.input_size
+
+    @property
+    def _path(self) -> str:
+        return f"/v2/models/{self.state.model}/infer"
+
+
+class EdgeClient(_Client):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        slo_ms: float | None = None,
+        fps: float | None = None,
+        client_id: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id)
+        self.http = httpx.Client(base_url=url, timeout=timeout_s)
 
     def infer_image(self, image: bytes) -> InferResult:
         """One encoded frame (JPEG or PNG bytes)."""
@@ -173,9 +191,7 @@ class EdgeClient:
     def _send(self, tensor: dict[str, Any], raw: bytes) -> InferResult:
         body, headers = self.state.body(tensor, raw)
         with Stopwatch() as watch:
-            response = self.http.post(
-                f"/v2/models/{self.state.model}/infer", content=body, headers=headers
-            )
+            response = self.http.post(self._path, content=body, headers=headers)
         return self.state.finish(response, watch.elapsed_s, len(body))
 
     def close(self) -> None:
@@ -188,7 +204,7 @@ class EdgeClient:
         self.close()
 
 
-class AsyncEdgeClient:
+class AsyncEdgeClient(_Client):
     def __init__(
         self,
         url: str,
@@ -199,18 +215,8 @@ class AsyncEdgeClient:
         client_id: str | None = None,
         timeout_s: float = 30.0,
     ) -> None:
+        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id)
         self.http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
-        self.state = _State(model, slo_ms, fps)
-        if client_id:
-            self.state.client_id = client_id
-
-    @property
-    def bandwidth_mbps(self) -> float | None:
-        return self.state.estimator.estimate_mbps(self.state.now())
-
-    @property
-    def input_size(self) -> int | None:
-        return self.state.input_size
 
     async def infer_image(self, image: bytes) -> InferResult:
         return await self._send(*_image_tensor(image))
@@ -221,9 +227,7 @@ class AsyncEdgeClient:
     async def _send(self, tensor: dict[str, Any], raw: bytes) -> InferResult:
         body, headers = self.state.body(tensor, raw)
         with Stopwatch() as watch:
-            response = await self.http.post(
-                f"/v2/models/{self.state.model}/infer", content=body, headers=headers
-            )
+            response = await self.http.post(self._path, content=body, headers=headers)
         return self.state.finish(response, watch.elapsed_s, len(body))
 
     async def aclose(self) -> None:

@@ -39,7 +39,9 @@ from rheostat.devices.work import Payload, PayloadKind
 from rheostat.lifecycle.digits import (
     SEED,
     _AsImage,
+    _epoch,
     _fit_validation_split,
+    _loss,
     _Scale,
     _shifted_copies,
     _snapshot,
@@ -213,6 +215,11 @@ class _Prefix(nn.Module):
         return exit2 if self.k == 2 else self.net.block3(f2)  # type: ignore[no-any-return]
 
 
+def _summed_exits(exits: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """The multi-exit objective: the exits' cross-entropies, summed."""
+    return torch.stack([nn.functional.cross_entropy(s, y) for s in exits]).sum()
+
+
 def _train_multiexit(x_train: FloatArray, y_train: LabelArray, epochs: int = 10) -> _MultiExit:
     """Adam on the sum of the three exits' cross-entropy; keeps the epoch with the lowest
     validation loss (summed over exits). Seeded, CPU, a few seconds."""
@@ -225,21 +232,9 @@ def _train_multiexit(x_train: FloatArray, y_train: LabelArray, epochs: int = 10)
         generator = torch.Generator().manual_seed(SEED)
         best_loss, best_state = float("inf"), _snapshot(net)
         for _ in range(epochs):
-            net.train()
             order = torch.randperm(len(x_fit), generator=generator)
-            for start in range(0, len(order), 64):
-                rows = order[start : start + 64]
-                optimizer.zero_grad()
-                exits = net(x_fit[rows])
-                loss = torch.stack([nn.functional.cross_entropy(s, y_fit[rows]) for s in exits])
-                loss = loss.sum()
-                torch.autograd.backward(loss)
-                optimizer.step()
-            net.eval()
-            with torch.no_grad():
-                val = sum(
-                    float(nn.functional.cross_entropy(s, data.y_val)) for s in net(data.x_val)
-                )
+            _epoch(net, optimizer, x_fit, y_fit, order, 64, _summed_exits)
+            val = _loss(net, data.x_val, data.y_val, _summed_exits)
             if val < best_loss:
                 best_loss, best_state = val, _snapshot(net)
         net.load_state_dict(best_state)

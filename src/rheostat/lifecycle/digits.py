@@ -175,10 +175,16 @@ def _fit_validation_split(x_train: FloatArray, y_train: LabelArray) -> _Data:
     )
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+Objective = Callable[[Any, torch.Tensor], torch.Tensor]
+"""A training loss of a model's outputs against the labels."""
+
+
+def _loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: Objective | None = None
+) -> float:
     model.eval()
     with torch.no_grad():
-        return float(nn.functional.cross_entropy(model(x), y))
+        return float((objective or nn.functional.cross_entropy)(model(x), y))
 
 
 def _epoch(
@@ -188,13 +194,15 @@ def _epoch(
     y: torch.Tensor,
     order: torch.Tensor,
     batch_size: int,
+    objective: Objective | None = None,
 ) -> None:
-    """One pass over (x, y) in `order`, minimising cross-entropy."""
+    """One pass over (x, y) in `order`, minimising `objective` (default: cross-entropy)."""
     model.train()
+    loss = objective or nn.functional.cross_entropy
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         optimizer.zero_grad()
-        torch.autograd.backward(nn.functional.cross_entropy(model(x[rows]), y[rows]))
+        torch.autograd.backward(loss(model(x[rows]), y[rows]))
         optimizer.step()
 
 

@@ -42,6 +42,8 @@ def optimize_variant(
     if config is None or config.stages:
         plain = sorted(v for v, c in family.config.variants.items() if not c.stages)
         raise ValueError(f"variant {variant!r}: expected one of {plain}")
+    if f"{variant}_int8" in family.config.variants:  # before the quantization, not after
+        raise ValueError(f"{family.name}.{variant}_int8 exists already; register a version of it")
     x_train, _, x_test, y_test = load_digits_split()
     source = family.model_path(variant)
     with tempfile.TemporaryDirectory(prefix="rheostat-optimize-") as scratch:
