@@ -44,6 +44,7 @@ class RequestOptions:
     app: str = ""
     max_share: float = 1.0
     max_energy_j: float | None = None  # joules per request
+    prefer: str | None = None  # a variant to try first (an edge client's mapped one)
 
 
 class Admission:

@@ -426,4 +426,4 @@ def main() -> None:
     app()
 
 
-from rheostat import cli_lifecycle  # noqa: E402, F401  (registers its commands on `app`)
+from rheostat import cli_lifecycle, cli_network  # noqa: E402, F401  (they add commands)

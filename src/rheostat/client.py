@@ -7,11 +7,12 @@ request's handling to the answer, `receive_ms` of it spent receiving the body). 
 shared. Uploads feed a `BandwidthEstimator`; each request carries the client's id, its
 bandwidth estimate and frame rate, and a server-side deadline (`slo_ms`) of what is left of
 the end-to-end SLO once the expected upload is spent, so the server drops a frame that can
-no longer make it instead of answering it late. Where the server says what input size to
-send next (`input_size` in the answer's parameters), `input_size` holds it.
+no longer make it instead of answering it late. With an end-to-end SLO the server maps the
+client to a variant and an input size (`rheostat.network.clients`) and says in each answer
+what to send next (`input_size`: the frame's shorter side); `infer_frame` follows it.
 
     client = EdgeClient("http://server:8000", "efficientnet_lite", slo_ms=100, fps=10)
-    result = client.infer_image(jpeg_bytes)
+    result = client.infer_frame(rgb_array)  # resized to the server's input_size, JPEG
     result.parameters["variant"], result.end_to_end_s, client.bandwidth_mbps
 
 `AsyncEdgeClient` is the same on asyncio.
@@ -19,7 +20,9 @@ send next (`input_size` in the answer's parameters), `input_size` holds it.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -27,11 +30,12 @@ from typing import Any
 
 import httpx
 import numpy as np
+from PIL import Image
 
 from rheostat.clock import Stopwatch, monotonic_s
 from rheostat.network.estimator import BandwidthEstimator
 
-__all__ = ["AsyncEdgeClient", "EdgeClient", "InferResult", "RequestFailed"]
+__all__ = ["AsyncEdgeClient", "EdgeClient", "InferResult", "RequestFailed", "encode_frame"]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -63,28 +67,37 @@ class _State:
     fps: float | None
     client_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
+    mapped: bool = True  # report the end-to-end SLO, so the server maps this client
     input_size: int | None = None
+    variant: str | None = None  # the variant the server mapped this client to
     started: float = field(default_factory=monotonic_s)
 
     def now(self) -> float:
         return monotonic_s() - self.started
 
-    def parameters(self, body_bytes: int) -> dict[str, Any]:
+    def parameters(self, body_bytes: int, frame_px: int | None) -> dict[str, Any]:
         params: dict[str, Any] = {"client_id": self.client_id}
-        estimate = self.estimator.estimate_mbps(self.now())
+        estimate = self.estimator.conservative_mbps(self.now())  # what deadlines plan with
         if estimate is not None:
             params["bandwidth_mbps"] = round(estimate, 3)
+        if math.isfinite(self.estimator.rtt_floor_s):
+            params["rtt_ms"] = round(self.estimator.rtt_floor_s * 1e3, 3)
+        if frame_px is not None:
+            params["frame_px"] = frame_px
         if self.fps is not None:
             params["fps"] = self.fps
         if self.slo_ms is not None:
-            params["e2e_slo_ms"] = self.slo_ms
+            if self.mapped:
+                params["e2e_slo_ms"] = self.slo_ms
             upload = self.estimator.upload_s(body_bytes, self.now()) or 0.0
             params["slo_ms"] = max(self.slo_ms - upload * 1e3, 1.0)  # what the server may use
         return params
 
-    def body(self, tensor: dict[str, Any], raw: bytes | None) -> tuple[bytes, dict[str, str]]:
+    def body(
+        self, tensor: dict[str, Any], raw: bytes | None, frame_px: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         size = len(raw) if raw is not None else 0
-        request = {"inputs": [tensor], "parameters": self.parameters(size + 200)}
+        request = {"inputs": [tensor], "parameters": self.parameters(size + 200, frame_px)}
         header = json.dumps(request, separators=(",", ":")).encode()
         if raw is None:
             return header, {"content-type": "application/json"}
@@ -110,10 +123,30 @@ class _State:
         self.estimator.record(body_bytes, upload_s, self.now())
         if isinstance(params.get("input_size"), int):
             self.input_size = params["input_size"]
+        if isinstance(params.get("client_variant"), str):
+            self.variant = params["client_variant"] or None
         outputs = {
             o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in data.get("outputs", [])
         }
         return InferResult(outputs, params, elapsed_s, upload_s, body_bytes)
+
+
+def encode_frame(
+    frame: np.ndarray | Image.Image, size: int | None, quality: int = 85
+) -> tuple[bytes, int]:
+    """A camera frame as JPEG bytes, its shorter side scaled down to `size` (None or a larger
+    size: as it is; frames are never scaled up); returns the bytes and that shorter side."""
+    image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame))
+    image = image.convert("RGB")
+    shorter = min(image.size)
+    if size is not None and 0 < size < shorter:
+        scale = size / shorter
+        width, height = (max(round(side * scale), 1) for side in image.size)
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        shorter = min(image.size)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue(), shorter
 
 
 def _image_tensor(image: bytes) -> tuple[dict[str, Any], bytes]:
@@ -148,8 +181,11 @@ class _Client:
         slo_ms: float | None = None,
         fps: float | None = None,
         client_id: str | None = None,
+        mapped: bool = True,
     ) -> None:
-        self.state = _State(model, slo_ms, fps)
+        """`mapped=False`: keep the server-side deadline (`slo_ms`) but do not ask to be
+        mapped to a variant and input size (the baselines do so)."""
+        self.state = _State(model, slo_ms, fps, mapped=mapped)
         if client_id:
             self.state.client_id = client_id
 
@@ -175,21 +211,28 @@ class EdgeClient(_Client):
         slo_ms: float | None = None,
         fps: float | None = None,
         client_id: str | None = None,
+        mapped: bool = True,
         timeout_s: float = 30.0,
     ) -> None:
-        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id)
+        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id, mapped=mapped)
         self.http = httpx.Client(base_url=url, timeout=timeout_s)
 
-    def infer_image(self, image: bytes) -> InferResult:
-        """One encoded frame (JPEG or PNG bytes)."""
-        return self._send(*_image_tensor(image))
+    def infer_image(self, image: bytes, frame_px: int | None = None) -> InferResult:
+        """One encoded frame (JPEG or PNG bytes); `frame_px`, its shorter side, lets the
+        server learn how many bytes this client's frames take per size."""
+        return self._send(*_image_tensor(image), frame_px)
+
+    def infer_frame(self, frame: np.ndarray | Image.Image, quality: int = 85) -> InferResult:
+        """One camera frame (an RGB array or PIL image), sent as JPEG at the input size the
+        server last asked for (as it is before the first answer)."""
+        return self.infer_image(*encode_frame(frame, self.input_size, quality))
 
     def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
         """One tensor, batch dimension included."""
         return self._send(*_array_tensor(name, array))
 
-    def _send(self, tensor: dict[str, Any], raw: bytes) -> InferResult:
-        body, headers = self.state.body(tensor, raw)
+    def _send(self, tensor: dict[str, Any], raw: bytes, frame_px: int | None = None) -> InferResult:
+        body, headers = self.state.body(tensor, raw, frame_px)
         with Stopwatch() as watch:
             response = self.http.post(self._path, content=body, headers=headers)
         return self.state.finish(response, watch.elapsed_s, len(body))
@@ -213,19 +256,25 @@ class AsyncEdgeClient(_Client):
         slo_ms: float | None = None,
         fps: float | None = None,
         client_id: str | None = None,
+        mapped: bool = True,
         timeout_s: float = 30.0,
     ) -> None:
-        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id)
+        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id, mapped=mapped)
         self.http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
 
-    async def infer_image(self, image: bytes) -> InferResult:
-        return await self._send(*_image_tensor(image))
+    async def infer_image(self, image: bytes, frame_px: int | None = None) -> InferResult:
+        return await self._send(*_image_tensor(image), frame_px)
+
+    async def infer_frame(self, frame: np.ndarray | Image.Image, quality: int = 85) -> InferResult:
+        return await self.infer_image(*encode_frame(frame, self.input_size, quality))
 
     async def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
         return await self._send(*_array_tensor(name, array))
 
-    async def _send(self, tensor: dict[str, Any], raw: bytes) -> InferResult:
-        body, headers = self.state.body(tensor, raw)
+    async def _send(
+        self, tensor: dict[str, Any], raw: bytes, frame_px: int | None = None
+    ) -> InferResult:
+        body, headers = self.state.body(tensor, raw, frame_px)
         with Stopwatch() as watch:
             response = await self.http.post(self._path, content=body, headers=headers)
         return self.state.finish(response, watch.elapsed_s, len(body))

@@ -111,6 +111,7 @@ class Engine:
         self.observers: list[RequestObserver] = []  # e.g. the control plane's demand estimate
         self.monitors: list[RequestMonitor] = []  # metrics and the web page's series
         self.admission = Admission(self.clock, self.router, self.runners, self.profiles, self.stats)
+        self.router.balance = self._expected_finish_s
         self._load_lock = asyncio.Lock()  # one repository load at a time
 
     def _accuracies(self) -> dict[str, float]:
@@ -314,6 +315,13 @@ class Engine:
             self.config.profile_repeats, worst=True,
         )  # fmt: skip
         return LatencyProfile(points)
+
+    def _expected_finish_s(self, replica: Replica) -> float:
+        """When a request queued on `replica` now would finish (the router's load view)."""
+        runner = self.runners.get(replica.device)
+        if runner is None or replica.key not in runner.replicas:
+            return math.inf
+        return runner.expected_finish_s(replica.key)
 
     def capacity_rps(self, family: str) -> float:
         """What the current plan can carry for `family`: per replica in its split, the best
@@ -573,7 +581,10 @@ class Engine:
         for observer in self.observers:
             observer.arrived(family.name, len(payloads), now)
         constraints = Constraints(
-            variant=variant, min_accuracy=options.min_accuracy, max_energy_j=options.max_energy_j
+            variant=variant,
+            min_accuracy=options.min_accuracy,
+            max_energy_j=options.max_energy_j,
+            prefer=options.prefer,
         )
         candidates = self.admission.candidates(family.name, constraints, now, deadline)
         futures = [self.clock.loop.create_future() for _ in payloads]

@@ -8,6 +8,11 @@ long-run shares equal the plan's weights with no randomness. When no replica of 
 satisfies the request (a pinned variant, a minimum accuracy, an excluded device), the other
 loaded replicas that do follow, cheapest adequate variant first.
 
+A request may *prefer* a variant (an edge client's mapped one, `Constraints.prefer`): the
+replicas of that variant come first, the least loaded first when the router has a load view
+(`balance`), then the cheaper variants as the degrade ladder; never a more accurate one,
+whose cost the client mapping did not plan for.
+
 With `RoutingName.LEAST_LOADED` (INFaaS) the split's replicas are ordered by a load view
 the mechanism provides (expected finish time of a request queued now) instead.
 """
@@ -34,6 +39,7 @@ class Constraints:
     min_accuracy: float = 0.0
     exclude_devices: frozenset[str] = frozenset()
     max_energy_j: float | None = None  # per inference (row), by the replica's `energy`
+    prefer: str | None = None  # a variant to try first (see the module notes)
 
 
 class Router:
@@ -43,15 +49,18 @@ class Router:
         accuracy: Mapping[str, float],
         load: Callable[[Replica], float] | None = None,
         energy: Mapping[Replica, float] | None = None,
+        balance: Callable[[Replica], float] | None = None,
     ) -> None:
         """`accuracy` maps `family.variant` to its accuracy; with `load`, route to the
         least loaded replica of the split rather than by its weights. `energy` (joules of a
         request on a replica, kept up to date by its owner) is what energy budgets are
-        checked against; a replica without an entry fits any budget."""
+        checked against; a replica without an entry fits any budget. `balance` (a load view,
+        as `load`) orders the replicas of a preferred variant."""
         self.plan = plan
         self.accuracy = dict(accuracy)
         self.load = load
         self.energy = energy if energy is not None else {}
+        self.balance = balance
         self._current: dict[Replica, float] = {}
 
     def set_plan(self, plan: Plan) -> None:
@@ -77,6 +86,10 @@ class Router:
         return [pick, *rest]
 
     def candidates(self, family: str, constraints: Constraints = Constraints()) -> list[Replica]:
+        if constraints.prefer is not None and constraints.variant is None:
+            preferred = self._preferred(family, constraints, constraints.prefer)
+            if preferred:
+                return preferred
         split = self.plan.split.get(family, {})
         eligible = {r: w for r, w in split.items() if w > 0 and self._fits(r, constraints)}
         ordered: list[Replica] = []
@@ -101,6 +114,20 @@ class Router:
             key=lambda r: (-self.accuracy.get(r.key, 0.0), r),
         )
         return ordered + same + cheaper
+
+    def _preferred(self, family: str, constraints: Constraints, prefer: str) -> list[Replica]:
+        """The preferred variant's replicas (least loaded first), then cheaper variants."""
+        fits = [r for r in self.plan.of_family(family) if self._fits(r, constraints)]
+        load = self.balance or (lambda r: 0.0)
+        mine = sorted((r for r in fits if r.variant == prefer), key=lambda r: (load(r), r))
+        if not mine:
+            return []
+        top = self.accuracy.get(mine[0].key, 0.0)
+        cheaper = sorted(
+            (r for r in fits if self.accuracy.get(r.key, 0.0) < top),
+            key=lambda r: (-self.accuracy.get(r.key, 0.0), load(r), r),
+        )
+        return mine + cheaper
 
     def best_variant(self, family: str) -> tuple[str, float] | None:
         scores = [(self.accuracy.get(r.key, 0.0), r.variant) for r in self.plan.of_family(family)]

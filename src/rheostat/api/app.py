@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import rheostat
+from rheostat.admission import RequestOptions
 from rheostat.api import dataplane
 from rheostat.api.codec import HEADER_LENGTH_HEADER, decode_infer_request, encode_infer_response
 from rheostat.api.openapi import openapi_description
@@ -46,6 +48,9 @@ from rheostat.errors import (
 )
 from rheostat.lifecycle.feedback import Answer, FeedbackBook, Retrainer
 from rheostat.monitoring import TimeSeries
+from rheostat.network.clients import ClientReport, Instruction
+from rheostat.network.serving import QueueEstimate, engine_registry
+from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family
 
 __all__ = ["create_app"]
@@ -98,6 +103,8 @@ class OipApi:
         self.feedback_book = feedback or FeedbackBook()
         self.retrainer = retrainer
         self.series = series or TimeSeries(engine.capacity_rps)
+        self.queueing = QueueEstimate()
+        self.clients = engine_registry(engine, self.queueing)
         if self.series not in engine.monitors:
             engine.monitors.append(self.series)
 
@@ -223,7 +230,7 @@ class OipApi:
         ]
         output = config.output
         variants = {
-            v.name: {"accuracy": v.accuracy, "accuracy_source": v.accuracy_source}
+            v.name: self._variant_metadata(family, v.name)
             for v in config.variants.values()
             if variant in (None, v.name)
         }
@@ -239,6 +246,22 @@ class OipApi:
                 "parameters": {"max_batch_size": config.max_batch_size, "variants": variants},
             }
         )
+
+    def _variant_metadata(self, family: Family, name: str) -> dict[str, Any]:
+        """A variant's accuracy, the image size it wants (the shorter side of the frames
+        to send) and its batch-1 latency on its slowest device, as measured at load."""
+        v = family.config.variants[name]
+        entry: dict[str, Any] = {"accuracy": v.accuracy, "accuracy_source": v.accuracy_source}
+        if v.preprocessing is not None:
+            entry["input_size"] = v.preprocessing.resize_shorter_px
+        latency = [
+            LatencyProfile(points).latency_s(1)
+            for replica, points in self.engine.base_profiles.items()
+            if replica.family == family.name and replica.variant == name and points
+        ]
+        if latency:
+            entry["latency_ms"] = round(max(latency) * 1e3, 3)
+        return entry
 
     async def model_ready(self, request: Request) -> Response:
         name, family, variant = self._model(request)
@@ -263,11 +286,21 @@ class OipApi:
             dataplane.check_outputs(family, decoded)
             payloads = dataplane.to_payloads(family, variant, decoded, limits.max_image_pixels)
             options = dataplane.to_options(decoded, family, self.engine.config.apps)
+            report = dataplane.client_report(decoded, len(body))
         except RequestError as error:  # a bad request for a known model: a failure to count
             self.engine.report_error(family.name, error)
             raise
+        instruction = None
+        if report is not None:
+            instruction = self.clients.report(family.name, report, clock.now())
+            options = self._client_options(options, report, instruction, variant, started)
         outcome = await self.engine.infer(family, variant, payloads, options)
+        self.queueing.observe(family.name, max(r.queue_s for r in outcome.results))
         response = dataplane.build_response(name, family, decoded, outcome)
+        if instruction is not None:  # what the client should send next
+            if instruction.input_size:
+                response.parameters["input_size"] = instruction.input_size
+            response.parameters["client_variant"] = instruction.variant or ""
         # by the server's clock alone, so a client can tell its upload from the rest:
         # receiving the body, and everything from the handler's start to the answer
         response.parameters["receive_ms"] = round((received - started) * 1e3, 3)
@@ -277,6 +310,23 @@ class OipApi:
         binary = dataplane.binary_outputs(decoded, response)
         content, headers = encode_infer_response(response, binary_outputs=binary)
         return Response(content, 200, headers)
+
+    def _client_options(
+        self,
+        options: RequestOptions,
+        report: ClientReport,
+        instruction: Instruction,
+        variant: str | None,
+        started: float,
+    ) -> RequestOptions:
+        """An edge client's request: its mapped variant first, and a deadline of what its
+        end-to-end SLO leaves: less the round trip, less what this server has already spent
+        since the request's first bytes arrived (the upload before that is the client's
+        estimate, already out of its `slo_ms`)."""
+        left = report.slo_s - report.rtt_s - (self.engine.clock.now() - started)
+        timeout = left if options.timeout_s is None else min(options.timeout_s, left)
+        prefer = instruction.variant if variant is None else None
+        return dataclasses.replace(options, timeout_s=max(timeout, 1e-6), prefer=prefer)
 
     def _remember(self, request_id: str, outcome: Any, payloads: Any) -> None:
         """Keep what labelled feedback needs: the classes answered, and, for a family that
@@ -336,6 +386,11 @@ class OipApi:
             "families": {f: book.status(f, served) for f in sorted(book.windows)},
             "retraining": self.retrainer.history if self.retrainer is not None else None,
         })  # fmt: skip
+
+    async def clients_status(self, request: Request) -> Response:
+        """Edge clients per family: their reports, and the variant and input size each is
+        mapped to."""
+        return _json({"families": self.clients.snapshot(self.engine.clock.now())})
 
     async def apps(self, request: Request) -> Response:
         return _json({name: _app_dict(p) for name, p in sorted(self.engine.config.apps.items())})
@@ -475,6 +530,7 @@ def _routes(api: OipApi) -> list[BaseRoute]:
         ("/rheostat/feedback", api.feedback, "POST"),
         ("/rheostat/feedback", api.feedback_status, "GET"),
         ("/rheostat/apps", api.apps, "GET"),
+        ("/rheostat/clients", api.clients_status, "GET"),
         ("/rheostat/apps/{app}", api.set_app, "PUT"),
         ("/rheostat/apps/{app}", api.delete_app, "DELETE"),
     ]

@@ -22,6 +22,7 @@ from rheostat.apps import AppPolicy
 from rheostat.devices.work import Payload, PayloadKind
 from rheostat.engine import InferOutcome, RequestOptions
 from rheostat.errors import InvalidRequestError, PayloadTooLargeError
+from rheostat.network.clients import ClientReport
 from rheostat.repository.loader import Family
 from rheostat.repository.schema import InputKind, TensorSpec
 
@@ -194,6 +195,32 @@ def to_options(
         app=policy.name if policy is not None else "",
         max_share=policy.max_share if policy is not None else 1.0,
         max_energy_j=max_energy_j,
+    )
+
+
+def client_report(request: InferRequest, body_bytes: int) -> ClientReport | None:
+    """What an edge client's request says about it (`rheostat.client` sends these), or None
+    for a request without `client_id` and `e2e_slo_ms`."""
+    params = request.parameters
+    client_id = params.get("client_id")
+    slo_ms = _number(params, "e2e_slo_ms", 1.0, 3.6e6)
+    if client_id is None or slo_ms is None:
+        return None
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
+        raise InvalidRequestError(
+            f"parameter client_id={client_id!r} must be a string of 1 to 128 characters"
+        )
+    frame_px = _number(params, "frame_px", 1, 100_000)
+    if frame_px is not None and frame_px != int(frame_px):
+        raise InvalidRequestError(f"parameter frame_px={params['frame_px']!r} must be an integer")
+    return ClientReport(
+        client_id=client_id,
+        slo_s=slo_ms / 1e3,
+        fps=_number(params, "fps", 1e-3, 1000.0) or 1.0,
+        bandwidth_mbps=_number(params, "bandwidth_mbps", 1e-3, 1e5),
+        rtt_s=(_number(params, "rtt_ms", 0.0, 1e5) or 0.0) / 1e3,
+        body_bytes=body_bytes,
+        frame_px=int(frame_px) if frame_px is not None else None,
     )
 
 

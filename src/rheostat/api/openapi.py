@@ -161,6 +161,7 @@ def openapi_description(models: Sequence[str] = (), versions: Sequence[str] = ()
             **_get("accuracy monitor and retraining log"),
         },
         "/rheostat/apps": _get("app policies"),
+        "/rheostat/clients": _get("edge clients and their variant and input size"),
         "/rheostat/apps/{app}": {
             **_with_body(
                 "create or change an app policy",

@@ -33,12 +33,17 @@ class ClientState:
     slo_s: float  # end to end: capture to answer
     fps: float
     rtt_s: float = 0.0  # the link's round-trip floor (answers travel back too)
+    frame_scale: float = 1.0  # this client's frames over the options' `frame_bytes`
 
     def __post_init__(self) -> None:
-        if self.bandwidth_mbps <= 0 or self.slo_s <= 0 or self.fps <= 0 or self.rtt_s < 0:
+        if (
+            self.bandwidth_mbps <= 0 or self.slo_s <= 0 or self.fps <= 0 or self.rtt_s < 0
+            or self.frame_scale <= 0
+        ):  # fmt: skip
             raise ValueError(
                 f"client {self.client_id!r}: bandwidth {self.bandwidth_mbps} Mbit/s, SLO "
-                f"{self.slo_s} s and fps {self.fps} must be > 0, rtt {self.rtt_s} s >= 0"
+                f"{self.slo_s} s, fps {self.fps} and frame scale {self.frame_scale} must be "
+                f"> 0, rtt {self.rtt_s} s >= 0"
             )
 
 
@@ -52,7 +57,7 @@ class Option:
     cost_s: float  # device-seconds per frame at the batch size the server runs
 
     def upload_s(self, client: ClientState) -> float:
-        return self.frame_bytes * 8 / (client.bandwidth_mbps * 1e6)
+        return self.frame_bytes * client.frame_scale * 8 / (client.bandwidth_mbps * 1e6)
 
     def end_to_end_s(self, client: ClientState, queue_s: float) -> float:
         return client.rtt_s + self.upload_s(client) + queue_s + self.latency_s

@@ -1,0 +1,231 @@
+"""A camera client: frames at a fixed rate to a family, under an end-to-end SLO, in one of
+four modes, each frame's fate recorded. `rheostat camera` runs it (inside a shaped network
+namespace in the benchmarks and tests); the simulator models the same modes.
+
+* `adaptive` (rheostat): reports its link and SLO; sends at the input size the server maps
+  it to, and the server serves it with the mapped variant;
+* `static`: one variant for every frame, at that variant's input size;
+* `client`: client-only adaptation: each frame's variant and size is the most accurate
+  whose upload, at the client's own conservative estimate, and inference fit the SLO
+  (`map_clients` for this one client, blind to the server's load);
+* `server`: server-only adaptation: frames at the largest input size, the variant chosen by
+  the server's plan (Proteus-like), no data adaptation.
+
+Frames are captured every 1/fps s whatever happens to earlier ones (a camera does not
+wait), each sent on its own; a frame's end-to-end time runs from its capture to its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from rheostat.client import AsyncEdgeClient, RequestFailed, encode_frame
+from rheostat.clock import WallClock, monotonic_s
+from rheostat.network.mapping import ClientState, Option, map_clients
+
+__all__ = ["CameraMode", "FrameRecord", "VariantInfo", "family_variants", "run_camera"]
+
+JPEG_QUALITY = 85
+
+
+class CameraMode(StrEnum):
+    ADAPTIVE = "adaptive"
+    STATIC = "static"
+    CLIENT = "client"
+    SERVER = "server"
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    name: str
+    accuracy: float
+    input_size: int
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    client_id: str
+    captured_s: float  # since the camera started
+    status: int  # HTTP status; 0: no answer (connection error)
+    end_to_end_s: float  # capture to answer (or to the error)
+    on_time: bool
+    variant: str
+    accuracy: float
+    frame_px: int
+    frame_bytes: int
+
+
+async def family_variants(http: httpx.AsyncClient, family: str) -> list[VariantInfo]:
+    """The family's image variants, from the server's model metadata."""
+    response = await http.get(f"/v2/models/{family}")
+    response.raise_for_status()
+    variants = response.json()["parameters"]["variants"]
+    return [
+        VariantInfo(name, v["accuracy"], v["input_size"], v.get("latency_ms", 0.0) / 1e3)
+        for name, v in variants.items()
+        if "input_size" in v
+    ]
+
+
+def _client_choice(client: AsyncEdgeClient, variants: Sequence[VariantInfo]) -> VariantInfo:
+    """Client-only adaptation: the best variant that fits the SLO at this client's own
+    conservative estimate (the smallest until it has one)."""
+    smallest = min(variants, key=lambda v: v.input_size)
+    now = client.state.now()
+    mbps = client.state.estimator.conservative_mbps(now)
+    if mbps is None or client.state.slo_ms is None:
+        return smallest
+    rtt = client.state.estimator.rtt_floor_s
+    me = ClientState(client.state.client_id, mbps, client.state.slo_ms / 1e3, 1.0,
+                     0.0 if math.isinf(rtt) else rtt)  # fmt: skip
+    by_name = {v.name: v for v in variants}
+    options = [
+        Option(v.name, v.input_size, v.accuracy, _bytes_at(v.input_size), v.latency_s,
+               v.latency_s)
+        for v in variants
+    ]  # fmt: skip
+    chosen = map_clients([me], options, math.inf).choice[me.client_id]
+    return by_name[chosen.variant] if chosen is not None else smallest
+
+
+def _bytes_at(size: int) -> int:
+    from rheostat.network.clients import BYTES_PER_SQUARE_PX
+
+    return round(BYTES_PER_SQUARE_PX * size**2)
+
+
+class _Camera:
+    """One camera's choices and records (see the module notes)."""
+
+    def __init__(
+        self,
+        client: AsyncEdgeClient,
+        family: str,
+        frames: Sequence[np.ndarray],
+        variants: Sequence[VariantInfo],
+        mode: CameraMode,
+        variant: str | None,
+        slo_s: float,
+    ) -> None:
+        self.client, self.family, self.frames, self.mode, self.slo_s = (
+            client, family, frames, mode, slo_s
+        )  # fmt: skip
+        self.variants = list(variants)
+        self.by_name = {v.name: v for v in variants}
+        if variant is not None and variant not in self.by_name:
+            raise ValueError(f"variant {variant!r} is not one of {sorted(self.by_name)}")
+        self.variant = variant
+        self.smallest = min(self.variants, key=lambda v: v.input_size).input_size
+        self.largest = max(self.variants, key=lambda v: v.input_size).input_size
+        self.encoded: dict[tuple[int, int], tuple[bytes, int]] = {}
+        self.records: list[FrameRecord] = []
+
+    def choose(self) -> tuple[str, int]:
+        """The model to ask and the input size to send this frame at."""
+        if self.mode is CameraMode.ADAPTIVE:
+            return self.family, self.client.input_size or self.smallest
+        if self.mode is CameraMode.STATIC and self.variant is not None:
+            return f"{self.family}.{self.variant}", self.by_name[self.variant].input_size
+        if self.mode is CameraMode.CLIENT:
+            choice = _client_choice(self.client, self.variants)
+            return f"{self.family}.{choice.name}", choice.input_size
+        return self.family, self.largest
+
+    def frame(self, index: int, size: int) -> tuple[bytes, int]:
+        key = (index % len(self.frames), size)
+        if key not in self.encoded:  # a camera encodes each frame once: cache the photos
+            self.encoded[key] = encode_frame(self.frames[key[0]], size, JPEG_QUALITY)
+        return self.encoded[key]
+
+    async def send(self, index: int, captured: float, started: float) -> None:
+        model, size = self.choose()
+        data, px = self.frame(index, size)
+        self.client.state.model = model  # read before the request's first await
+        status, served, accuracy = 0, "", 0.0
+        try:
+            result = await self.client.infer_image(data, px)
+            status, served = 200, str(result.parameters.get("variant", ""))
+            accuracy = float(result.parameters.get("accuracy", 0.0))
+        except RequestFailed as failed:
+            status = failed.status
+        except httpx.HTTPError:
+            status = 0
+        e2e = monotonic_s() - started - captured
+        self.records.append(
+            FrameRecord(self.client.state.client_id, round(captured, 4), status, e2e,
+                        status == 200 and e2e <= self.slo_s, served, accuracy, px, len(data))
+        )  # fmt: skip
+
+
+async def run_camera(
+    url: str,
+    family: str,
+    frames: Sequence[np.ndarray],
+    *,
+    mode: CameraMode,
+    fps: float,
+    slo_ms: float,
+    seconds: float,
+    variant: str | None = None,
+    client_id: str | None = None,
+) -> list[FrameRecord]:
+    """Send `fps` frames a second for `seconds` (cycling through `frames`); return a record
+    per frame. `variant` is required by, and only by, the `static` mode."""
+    if (mode is CameraMode.STATIC) != (variant is not None):
+        raise ValueError(f"mode {mode.value!r}: a variant goes with, and only with, 'static'")
+    clock = WallClock()
+    async with AsyncEdgeClient(
+        url, family, slo_ms=slo_ms, fps=fps, client_id=client_id,
+        mapped=mode is CameraMode.ADAPTIVE,
+    ) as client:  # fmt: skip
+        variants = await family_variants(client.http, family)
+        if not variants:
+            raise ValueError(f"family {family!r} has no image variants")
+        camera = _Camera(client, family, frames, variants, mode, variant, slo_ms / 1e3)
+        started = monotonic_s()
+        tasks = []
+        for index in range(max(int(seconds * fps), 1)):
+            captured = index / fps
+            delay = started + captured - monotonic_s()
+            if delay > 0:
+                await clock.sleep(delay)
+            tasks.append(asyncio.create_task(camera.send(index, captured, started)))
+        await asyncio.gather(*tasks)
+    return sorted(camera.records, key=lambda r: r.captured_s)
+
+
+def write_records(records: Sequence[FrameRecord], path: Path) -> None:
+    path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+
+
+def read_records(path: Path) -> list[FrameRecord]:
+    return [FrameRecord(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def summarize_frames(records: Sequence[FrameRecord], slo_s: float) -> dict[str, Any]:
+    """On-time ratio over all frames; end-to-end p50/p99 and mean accuracy over answers."""
+    if not records:
+        return {"frames": 0}
+    answered = [r for r in records if r.status == 200]
+    e2e = np.array([r.end_to_end_s for r in answered]) if answered else np.array([math.inf])
+    return {
+        "frames": len(records),
+        "on_time": sum(r.on_time for r in records) / len(records),
+        "answered": len(answered) / len(records),
+        "dropped": sum(r.status in (429, 504) for r in records) / len(records),
+        "p50_ms": float(np.percentile(e2e, 50) * 1e3),
+        "p99_ms": float(np.percentile(e2e, 99) * 1e3),
+        "accuracy": float(np.mean([r.accuracy for r in answered])) if answered else 0.0,
+        "slo_ms": slo_s * 1e3,
+    }

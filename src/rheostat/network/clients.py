@@ -1,0 +1,221 @@
+"""The server's registry of edge clients and their (variant, input size) instructions.
+
+Every request that carries a `client_id` reports the client's conservative uplink estimate,
+its end-to-end SLO, its frame rate, its round-trip floor and the size of the frame it sent.
+The registry keeps one entry per client and family, and maps the family's clients with the
+collective policy (`map_clients`):
+
+* when a client joins, when one leaves (silent for `expire_s`), and every `period_s`;
+* over the family's *options*: one per variant that takes images, at that variant's input
+  size (the size a client should send), with its accuracy and its measured cost;
+* within the devices' capacity (device-seconds per second, less headroom).
+
+Each answer then tells its client what to send next (`Instruction`). How many bytes a frame
+takes at a size is learnt per client from what it sends (bytes per square pixel of the
+frame's shorter side), since it depends on the camera's scene and encoder.
+
+Pure and on the clock the caller passes (`now`): the simulator drives the very same object.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rheostat.network.mapping import ClientMap, ClientState, Option, map_clients
+
+__all__ = [
+    "BYTES_PER_SQUARE_PX",
+    "ClientRegistry",
+    "ClientReport",
+    "Instruction",
+    "OptionCost",
+]
+
+BYTES_PER_SQUARE_PX = 0.3
+"""A JPEG frame's bytes per square pixel of its shorter side, until a client's own frames
+say otherwise (a 4:3 photo at quality 85 takes about 0.2-0.4)."""
+
+
+@dataclass(frozen=True)
+class ClientReport:
+    """What one request says about its client."""
+
+    client_id: str
+    slo_s: float  # end to end
+    fps: float
+    bandwidth_mbps: float | None  # the client's conservative estimate; None: none yet
+    rtt_s: float = 0.0
+    body_bytes: int = 0
+    frame_px: int | None = None  # the shorter side of the frame it sent
+
+    def __post_init__(self) -> None:
+        if not self.client_id or len(self.client_id) > 128:
+            raise ValueError(f"client_id {self.client_id!r} must be 1 to 128 characters")
+
+
+@dataclass(frozen=True)
+class OptionCost:
+    """One option of a family, before the client's frame size is known."""
+
+    variant: str
+    size_px: int  # the shorter side of the frames this variant wants
+    accuracy: float
+    latency_s: float  # one frame's inference
+    cost_s: float  # device-seconds per frame
+    frame_bytes: int | None = None  # fixed (a tensor); None: by the size (an image)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    variant: str | None  # None: no option can meet the client's SLO at its bandwidth
+    input_size: int  # the shorter side of the frames to send next
+
+
+@dataclass
+class _Client:
+    report: ClientReport
+    last_s: float
+    bytes_per_px2: float = BYTES_PER_SQUARE_PX
+
+
+@dataclass
+class _Family:
+    clients: dict[str, _Client] = field(default_factory=dict)
+    mapping: ClientMap | None = None
+    mapped_s: float = -math.inf
+    changed: bool = True  # a join or a leave since the last mapping
+
+
+class ClientRegistry:
+    def __init__(
+        self,
+        options: Callable[[str], Sequence[OptionCost]],
+        capacity: Callable[[str], float],
+        *,
+        queue_s: Callable[[str], float] | None = None,
+        period_s: float = 1.0,
+        expire_s: float = 5.0,
+        margin: float = 0.85,
+    ) -> None:
+        """`options(family)` and `capacity(family)` are asked at every mapping, so they may
+        follow loads, swaps and lost devices; `queue_s(family)` is the queueing a frame
+        should expect (default none)."""
+        if period_s <= 0 or expire_s <= 0:
+            raise ValueError(f"period_s {period_s} and expire_s {expire_s} must be > 0")
+        self.options = options
+        self.capacity = capacity
+        self.queue_s = queue_s or (lambda family: 0.0)
+        self.period_s = period_s
+        self.expire_s = expire_s
+        self.margin = margin
+        self.families: dict[str, _Family] = {}
+        self.remaps = 0
+
+    def report(self, family: str, report: ClientReport, now: float) -> Instruction:
+        """Record a request's report; return what its client should send next."""
+        state = self.families.setdefault(family, _Family())
+        client = state.clients.get(report.client_id)
+        if client is None:
+            client = state.clients[report.client_id] = _Client(report, now)
+            state.changed = True
+        client.report, client.last_s = report, now
+        if report.frame_px and report.body_bytes > 0:
+            sample = report.body_bytes / report.frame_px**2
+            client.bytes_per_px2 = 0.7 * client.bytes_per_px2 + 0.3 * sample
+        self._expire(state, now)
+        if state.changed or now - state.mapped_s >= self.period_s:
+            self.remap(family, now)
+        return self.instruction(family, report.client_id)
+
+    def _expire(self, state: _Family, now: float) -> None:
+        gone = [c for c, v in state.clients.items() if now - v.last_s > self.expire_s]
+        for client in gone:
+            del state.clients[client]
+        state.changed = state.changed or bool(gone)
+
+    def remap(self, family: str, now: float) -> ClientMap | None:
+        """Map `family`'s clients afresh (see the module notes)."""
+        state = self.families.get(family)
+        if state is None:
+            return None
+        self._expire(state, now)
+        costs = list(self.options(family))
+        state.mapped_s, state.changed = now, False
+        if not costs or not state.clients:
+            state.mapping = None
+            return None
+        options = [
+            Option(c.variant, c.size_px, c.accuracy, _frame_bytes(c), c.latency_s, c.cost_s)
+            for c in costs
+        ]
+        states = [self._state(c, costs) for c in state.clients.values()]
+        capacity = max(self.capacity(family), 1e-9)
+        state.mapping = map_clients(
+            states, options, capacity, queue_s=self.queue_s(family), margin=self.margin
+        )
+        self.remaps += 1
+        return state.mapping
+
+    def _state(self, client: _Client, costs: Sequence[OptionCost]) -> ClientState:
+        r = client.report
+        # no estimate yet: a speed at which the smallest frame takes 60 % of the SLO, so
+        # that nothing larger fits until the client has measured its link
+        smallest = min(costs, key=_frame_bytes)
+        fallback = _frame_bytes(smallest) * 8 / max(r.slo_s * 0.6, 1e-3) / 1e6
+        return ClientState(
+            r.client_id,
+            r.bandwidth_mbps if r.bandwidth_mbps else fallback,
+            r.slo_s,
+            r.fps,
+            r.rtt_s,
+            frame_scale=client.bytes_per_px2 / BYTES_PER_SQUARE_PX,
+        )
+
+    def instruction(self, family: str, client_id: str) -> Instruction:
+        """The client's mapped option; unmapped (unknown, or no option fits): the smallest
+        input size, and no variant."""
+        state = self.families.get(family)
+        mapping = state.mapping if state is not None else None
+        option = mapping.choice.get(client_id) if mapping is not None else None
+        if option is not None:
+            return Instruction(option.variant, option.size_px)
+        costs = self.options(family)
+        smallest = min((c.size_px for c in costs), default=0)
+        return Instruction(None, smallest)
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """What `GET /rheostat/clients` shows: per family, its clients and their mapping."""
+        out: dict[str, object] = {}
+        for family, state in sorted(self.families.items()):
+            mapping = state.mapping
+            choice: Mapping[str, Option | None] = mapping.choice if mapping else {}
+            clients = []
+            for cid, c in sorted(state.clients.items()):
+                option = choice.get(cid)
+                clients.append({
+                    "client_id": cid,
+                    "bandwidth_mbps": c.report.bandwidth_mbps,
+                    "rtt_ms": round(c.report.rtt_s * 1e3, 3),
+                    "fps": c.report.fps,
+                    "e2e_slo_ms": round(c.report.slo_s * 1e3, 3),
+                    "bytes_per_px2": round(c.bytes_per_px2, 4),
+                    "seen_s_ago": round(now - c.last_s, 3),
+                    "variant": option.variant if option else None,
+                    "input_size": option.size_px if option else None,
+                })  # fmt: skip
+            out[family] = {
+                "clients": clients,
+                "load": round(mapping.load, 4) if mapping else 0.0,
+                "capacity": round(mapping.capacity, 4) if mapping else 0.0,
+                "weighted_accuracy": round(mapping.weighted_accuracy, 4) if mapping else 0.0,
+                "mapped_s_ago": round(now - state.mapped_s, 3),
+            }
+        return out
+
+
+def _frame_bytes(cost: OptionCost) -> int:
+    if cost.frame_bytes is not None:
+        return cost.frame_bytes
+    return max(round(BYTES_PER_SQUARE_PX * cost.size_px**2), 1)

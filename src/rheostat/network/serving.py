@@ -1,0 +1,97 @@
+"""A family's client-mapping options from its config and profiles, and the queueing estimate.
+
+`family_options` is pure (the server and the simulator both call it); `engine_registry` wires
+a `ClientRegistry` to a live engine: the variants loaded now, their load-time profiles, and
+the devices hosting the family.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from rheostat.network.clients import ClientRegistry, OptionCost
+from rheostat.profiling import LatencyProfile
+from rheostat.repository.schema import FamilyConfig, InputKind
+
+if TYPE_CHECKING:
+    from rheostat.engine import Engine
+
+__all__ = ["COST_BATCH", "HEADROOM", "QueueEstimate", "engine_registry", "family_options"]
+
+HEADROOM = 0.25
+"""Device capacity kept free by the client mapping (as the planner keeps): rates are
+estimates, and the front end shares the machine."""
+
+COST_BATCH = 2
+"""A frame's device cost is taken at this batch size: frames from many clients meet in the
+queues, but a 100-ms SLO leaves no time to wait for big batches."""
+
+
+def family_options(
+    config: FamilyConfig,
+    accuracy: Mapping[str, float],
+    profiles: Mapping[str, Sequence[LatencyProfile]],
+) -> list[OptionCost]:
+    """One option per variant with a profile: an image variant at its input size (the
+    shorter side its preprocessing resizes to), a tensor variant at its tensor's bytes. A
+    variant's latency and cost are its slowest device's."""
+    options = []
+    for name, variant in config.variants.items():
+        measured = profiles.get(name)
+        if not measured:
+            continue
+        latency = max(p.latency_s(1) for p in measured)
+        cost = max(p.latency_s(COST_BATCH) for p in measured) / COST_BATCH
+        if config.input_kind is InputKind.IMAGE and variant.preprocessing is not None:
+            size, frame_bytes = variant.preprocessing.resize_shorter_px, None
+        else:
+            spec = variant.input
+            size = 0
+            frame_bytes = math.prod(abs(d) for d in spec.dims) * spec.numpy_dtype.itemsize
+        options.append(
+            OptionCost(name, size, accuracy.get(name, variant.accuracy), latency, cost,
+                       frame_bytes)
+        )  # fmt: skip
+    return options
+
+
+class QueueEstimate:
+    """The queueing frames of each family met lately (exponentially weighted), for the
+    mapping's end-to-end budget."""
+
+    def __init__(self, alpha: float = 0.05) -> None:
+        self.alpha = alpha
+        self.values: dict[str, float] = {}
+
+    def observe(self, family: str, queue_s: float) -> None:
+        old = self.values.get(family)
+        self.values[family] = queue_s if old is None else old + self.alpha * (queue_s - old)
+
+    def __call__(self, family: str) -> float:
+        return self.values.get(family, 0.0)
+
+
+def engine_registry(engine: Engine, queue: QueueEstimate) -> ClientRegistry:
+    """A registry over what `engine` has loaded now."""
+
+    def options(family: str) -> list[OptionCost]:
+        fam = engine.repository.families.get(family)
+        if fam is None:
+            return []
+        profiles: dict[str, list[LatencyProfile]] = {}
+        for replica in engine.plan.of_family(family):
+            points = engine.base_profiles.get(replica)
+            if points:
+                profiles.setdefault(replica.variant, []).append(LatencyProfile(points))
+        accuracy = {
+            v: engine.router.accuracy.get(f"{family}.{v}", 0.0) for v in fam.config.variants
+        }
+        return family_options(fam.config, accuracy, profiles)
+
+    def capacity(family: str) -> float:
+        hosts = {r.device for r in engine.plan.of_family(family)}
+        return len(hosts - engine.lost_devices) * (1 - HEADROOM)
+
+    return ClientRegistry(options, capacity, queue_s=queue)

@@ -1,0 +1,82 @@
+"""The server's client registry on the virtual clock: joins, leaves and the period remap; the
+instruction follows bandwidth and load; frame sizes are learnt per client."""
+
+from __future__ import annotations
+
+import pytest
+
+from rheostat.network.clients import ClientRegistry, ClientReport, Instruction, OptionCost
+
+# input sizes 146 / 182 / 256 px; the big variant costs more
+COSTS = [
+    OptionCost("small_128", 146, 0.60, 0.004, 0.003),
+    OptionCost("small_160", 182, 0.70, 0.006, 0.005),
+    OptionCost("big", 256, 0.90, 0.020, 0.018),
+]
+
+
+def registry(capacity: float = 1.0, **kw: float) -> ClientRegistry:
+    return ClientRegistry(lambda family: COSTS, lambda family: capacity, **kw)
+
+
+def report(cid: str, mbps: float | None, fps: float = 10.0, **kw: int) -> ClientReport:
+    return ClientReport(cid, slo_s=0.1, fps=fps, bandwidth_mbps=mbps, **kw)
+
+
+def test_a_fast_client_gets_the_best_option_and_a_slow_one_smaller_frames() -> None:
+    reg = registry()
+    assert reg.report("f", report("fast", 50.0), 0.0) == Instruction("big", 256)
+    # 256 px at 0.3 B/px^2 is 19.7 kB: 79 ms at 2 Mbit/s; 146 px (6.4 kB) takes 26 ms
+    slow = reg.report("f", report("slow", 2.0), 0.1)
+    assert slow.variant is not None and slow.input_size < 256
+    assert reg.report("f", report("dead", 0.05), 0.2) == Instruction(None, 146)
+
+
+def test_without_an_estimate_a_client_starts_small() -> None:
+    reg = registry()
+    first = reg.report("f", report("new", None), 0.0)
+    assert first.input_size == 146
+
+
+def test_a_changed_bandwidth_takes_effect_at_the_next_period_a_join_at_once() -> None:
+    reg = registry(period_s=1.0)
+    assert reg.report("f", report("a", 50.0), 0.0).variant == "big"
+    assert reg.report("f", report("a", 1.0), 0.5).variant == "big"  # within the period
+    assert reg.report("f", report("a", 1.0), 1.1).variant != "big"  # remapped
+    before = reg.remaps
+    reg.report("f", report("b", 50.0), 1.2)  # a join remaps at once
+    assert reg.remaps == before + 1
+
+
+def test_load_moves_clients_down_and_a_leave_gives_capacity_back() -> None:
+    # ten clients at 10 fps on big would need 1.8 device-seconds per second
+    reg = registry(capacity=1.0, expire_s=2.0)
+    for i in range(10):
+        reg.report("f", report(f"c{i}", 50.0), 0.01 * i)
+    variants = [reg.instruction("f", f"c{i}").variant for i in range(10)]
+    assert "big" in variants and variants.count("big") < 10
+    # five of them stop sending: once they expire, the rest all fit on big
+    for t in (1.0, 2.0, 3.0):
+        for i in range(5):
+            reg.report("f", report(f"c{i}", 50.0), t)
+    assert [reg.instruction("f", f"c{i}").variant for i in range(5)] == ["big"] * 5
+    snapshot = reg.snapshot(3.0)["f"]
+    assert isinstance(snapshot, dict) and len(snapshot["clients"]) == 5
+
+
+def test_frame_bytes_are_learnt_from_what_the_client_sends() -> None:
+    reg = registry()
+    # a busy scene: 1.2 B per square pixel, four times the default
+    for t in range(10):
+        reg.report("f", report("noisy", 8.0, body_bytes=int(1.2 * 256**2), frame_px=256), t)
+    reg.report("f", report("plain", 8.0, body_bytes=int(0.3 * 256**2), frame_px=256), 10.0)
+    noisy, plain = reg.instruction("f", "noisy"), reg.instruction("f", "plain")
+    # at 8 Mbit/s 256 px takes 79 ms for the noisy client, 20 ms for the plain one
+    assert plain == Instruction("big", 256) and noisy.input_size < 256
+
+
+def test_bad_reports_are_refused() -> None:
+    with pytest.raises(ValueError, match="client_id"):
+        ClientReport("", 0.1, 10.0, 5.0)
+    with pytest.raises(ValueError, match="period_s"):
+        registry(period_s=0.0)
