@@ -64,6 +64,9 @@ class FrameRecord:
     accuracy: float
     frame_px: int
     frame_bytes: int
+    upload_ms: float = 0.0  # as the client measured it
+    queue_ms: float = 0.0  # as the server reported it
+    compute_ms: float = 0.0
 
 
 async def family_variants(http: httpx.AsyncClient, family: str) -> list[VariantInfo]:
@@ -152,11 +155,17 @@ class _Camera:
         model, size = self.choose()
         data, px = self.frame(index, size)
         self.client.state.model = model  # read before the request's first await
-        status, served, accuracy = 0, "", 0.0
+        status, served, accuracy, times = 0, "", 0.0, (0.0, 0.0, 0.0)
         try:
             result = await self.client.infer_image(data, px)
             status, served = 200, str(result.parameters.get("variant", ""))
-            accuracy = float(result.parameters.get("accuracy", 0.0))
+            params = result.parameters
+            accuracy = float(params.get("accuracy", 0.0))
+            times = (
+                result.upload_s * 1e3,
+                params.get("queue_ms", 0.0),
+                params.get("compute_ms", 0.0),
+            )
         except RequestFailed as failed:
             status = failed.status
         except httpx.HTTPError:
@@ -164,7 +173,8 @@ class _Camera:
         e2e = monotonic_s() - started - captured
         self.records.append(
             FrameRecord(self.client.state.client_id, round(captured, 4), status, e2e,
-                        status == 200 and e2e <= self.slo_s, served, accuracy, px, len(data))
+                        status == 200 and e2e <= self.slo_s, served, accuracy, px, len(data),
+                        *times)
         )  # fmt: skip
 
 
