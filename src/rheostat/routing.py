@@ -102,11 +102,12 @@ class Router:
             for r in self.plan.of_family(family)
             if r not in eligible and self._fits(r, constraints)
         ]
-        if not ordered:
-            others.sort(key=lambda r: (self.accuracy.get(r.key, 0.0), r))
+        load = self.balance or (lambda r: 0.0)
+        if not ordered:  # the least loaded replica of the cheapest adequate variant first
+            others.sort(key=lambda r: (self.accuracy.get(r.key, 0.0), load(r), r))
             return others
         planned = {o.variant for o in ordered}
-        same = sorted(r for r in others if r.variant in planned)
+        same = sorted((r for r in others if r.variant in planned), key=lambda r: (load(r), r))
         floor = min(self.accuracy.get(o.key, 0.0) for o in ordered)
         # the degrade ladder: cheaper variants, the most accurate first
         cheaper = sorted(

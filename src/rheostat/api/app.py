@@ -49,7 +49,7 @@ from rheostat.errors import (
 from rheostat.lifecycle.feedback import Answer, FeedbackBook, Retrainer
 from rheostat.monitoring import TimeSeries
 from rheostat.network.clients import ClientReport, Instruction
-from rheostat.network.serving import QueueEstimate, engine_registry
+from rheostat.network.serving import engine_registry
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family
 
@@ -103,8 +103,7 @@ class OipApi:
         self.feedback_book = feedback or FeedbackBook()
         self.retrainer = retrainer
         self.series = series or TimeSeries(engine.capacity_rps)
-        self.queueing = QueueEstimate()
-        self.clients = engine_registry(engine, self.queueing)
+        self.clients = engine_registry(engine)
         if self.series not in engine.monitors:
             engine.monitors.append(self.series)
 
@@ -295,7 +294,6 @@ class OipApi:
             instruction = self.clients.report(family.name, report, clock.now())
             options = self._client_options(options, report, instruction, variant, started)
         outcome = await self.engine.infer(family, variant, payloads, options)
-        self.queueing.observe(family.name, max(r.queue_s for r in outcome.results))
         response = dataplane.build_response(name, family, decoded, outcome)
         if instruction is not None:  # what the client should send next
             if instruction.input_size:

@@ -31,9 +31,19 @@ import numpy as np
 
 from rheostat.client import AsyncEdgeClient, RequestFailed, encode_frame
 from rheostat.clock import WallClock, monotonic_s
+from rheostat.network.clients import BYTES_PER_SQUARE_PX
+from rheostat.network.estimator import BandwidthEstimator
 from rheostat.network.mapping import ClientState, Option, map_clients
 
-__all__ = ["CameraMode", "FrameRecord", "VariantInfo", "family_variants", "run_camera"]
+__all__ = [
+    "CameraMode",
+    "FrameRecord",
+    "VariantInfo",
+    "client_only_choice",
+    "family_variants",
+    "run_camera",
+    "summarize_frames",
+]
 
 JPEG_QUALITY = 85
 
@@ -81,30 +91,29 @@ async def family_variants(http: httpx.AsyncClient, family: str) -> list[VariantI
     ]
 
 
-def _client_choice(client: AsyncEdgeClient, variants: Sequence[VariantInfo]) -> VariantInfo:
-    """Client-only adaptation: the best variant that fits the SLO at this client's own
-    conservative estimate (the smallest until it has one)."""
+def client_only_choice(
+    estimator: BandwidthEstimator, slo_s: float, now: float, variants: Sequence[VariantInfo]
+) -> VariantInfo:
+    """Client-only adaptation: the most accurate variant whose frame uploads at this
+    client's own conservative estimate and is inferred within the SLO (the smallest until
+    the client has an estimate). Blind to the server's load. Pure: the simulator calls it."""
     smallest = min(variants, key=lambda v: v.input_size)
-    now = client.state.now()
-    mbps = client.state.estimator.conservative_mbps(now)
-    if mbps is None or client.state.slo_ms is None:
+    mbps = estimator.conservative_mbps(now)
+    if mbps is None:
         return smallest
-    rtt = client.state.estimator.rtt_floor_s
-    me = ClientState(client.state.client_id, mbps, client.state.slo_ms / 1e3, 1.0,
-                     0.0 if math.isinf(rtt) else rtt)  # fmt: skip
+    rtt = 0.0 if math.isinf(estimator.rtt_floor_s) else estimator.rtt_floor_s
+    me = ClientState("me", mbps, slo_s, 1.0, rtt)
     by_name = {v.name: v for v in variants}
     options = [
         Option(v.name, v.input_size, v.accuracy, _bytes_at(v.input_size), v.latency_s,
                v.latency_s)
         for v in variants
     ]  # fmt: skip
-    chosen = map_clients([me], options, math.inf).choice[me.client_id]
+    chosen = map_clients([me], options, math.inf).choice["me"]
     return by_name[chosen.variant] if chosen is not None else smallest
 
 
 def _bytes_at(size: int) -> int:
-    from rheostat.network.clients import BYTES_PER_SQUARE_PX
-
     return round(BYTES_PER_SQUARE_PX * size**2)
 
 
@@ -141,7 +150,8 @@ class _Camera:
         if self.mode is CameraMode.STATIC and self.variant is not None:
             return f"{self.family}.{self.variant}", self.by_name[self.variant].input_size
         if self.mode is CameraMode.CLIENT:
-            choice = _client_choice(self.client, self.variants)
+            state = self.client.state
+            choice = client_only_choice(state.estimator, self.slo_s, state.now(), self.variants)
             return f"{self.family}.{choice.name}", choice.input_size
         return self.family, self.largest
 

@@ -94,19 +94,17 @@ class ClientRegistry:
         options: Callable[[str], Sequence[OptionCost]],
         capacity: Callable[[str], float],
         *,
-        queue_s: Callable[[str], float] | None = None,
         period_s: float = 1.0,
         expire_s: float = 5.0,
         margin: float = 0.85,
     ) -> None:
         """`options(family)` and `capacity(family)` are asked at every mapping, so they may
-        follow loads, swaps and lost devices; `queue_s(family)` is the queueing a frame
-        should expect (default none)."""
+        follow loads, swaps and lost devices. An option's `latency_s` covers its time in the
+        server, queueing included."""
         if period_s <= 0 or expire_s <= 0:
             raise ValueError(f"period_s {period_s} and expire_s {expire_s} must be > 0")
         self.options = options
         self.capacity = capacity
-        self.queue_s = queue_s or (lambda family: 0.0)
         self.period_s = period_s
         self.expire_s = expire_s
         self.margin = margin
@@ -152,9 +150,7 @@ class ClientRegistry:
         ]
         states = [self._state(c, costs) for c in state.clients.values()]
         capacity = max(self.capacity(family), 1e-9)
-        state.mapping = map_clients(
-            states, options, capacity, queue_s=self.queue_s(family), margin=self.margin
-        )
+        state.mapping = map_clients(states, options, capacity, margin=self.margin)
         self.remaps += 1
         return state.mapping
 

@@ -1,4 +1,4 @@
-"""A family's client-mapping options from its config and profiles, and the queueing estimate.
+"""A family's client-mapping options from its config and profiles.
 
 `family_options` is pure (the server and the simulator both call it); `engine_registry` wires
 a `ClientRegistry` to a live engine: the variants loaded now, their load-time profiles, and
@@ -18,7 +18,14 @@ from rheostat.repository.schema import FamilyConfig, InputKind
 if TYPE_CHECKING:
     from rheostat.engine import Engine
 
-__all__ = ["COST_BATCH", "HEADROOM", "QueueEstimate", "engine_registry", "family_options"]
+__all__ = [
+    "COST_BATCH",
+    "HEADROOM",
+    "IN_SERVER_BATCHES",
+    "engine_registry",
+    "family_options",
+    "option_cost",
+]
 
 HEADROOM = 0.25
 """Device capacity kept free by the client mapping (as the planner keeps): rates are
@@ -27,6 +34,11 @@ estimates, and the front end shares the machine."""
 COST_BATCH = 2
 """A frame's device cost is taken at this batch size: frames from many clients meet in the
 queues, but a 100-ms SLO leaves no time to wait for big batches."""
+
+IN_SERVER_BATCHES = 1.5
+"""A frame's time in the server, in batches of COST_BATCH: its own, after half of the one in
+flight. Not the queueing observed: the deadline-aware batcher holds frames as long as their
+deadlines allow, so observed queueing tells how much slack there was, not how much is needed."""
 
 
 def family_options(
@@ -42,38 +54,33 @@ def family_options(
         measured = profiles.get(name)
         if not measured:
             continue
-        latency = max(p.latency_s(1) for p in measured)
-        cost = max(p.latency_s(COST_BATCH) for p in measured) / COST_BATCH
         if config.input_kind is InputKind.IMAGE and variant.preprocessing is not None:
             size, frame_bytes = variant.preprocessing.resize_shorter_px, None
         else:
             spec = variant.input
             size = 0
             frame_bytes = math.prod(abs(d) for d in spec.dims) * spec.numpy_dtype.itemsize
-        options.append(
-            OptionCost(name, size, accuracy.get(name, variant.accuracy), latency, cost,
-                       frame_bytes)
-        )  # fmt: skip
+        score = accuracy.get(name, variant.accuracy)
+        options.append(option_cost(name, size, score, measured, frame_bytes))
     return options
 
 
-class QueueEstimate:
-    """The queueing frames of each family met lately (exponentially weighted), for the
-    mapping's end-to-end budget."""
+def option_cost(
+    name: str,
+    size_px: int,
+    accuracy: float,
+    profiles: Sequence[LatencyProfile],
+    frame_bytes: int | None = None,
+) -> OptionCost:
+    """A variant's option: its time in the server and its device cost per frame, on the
+    slowest of the devices whose `profiles` are given."""
+    batch = max(p.latency_s(COST_BATCH) for p in profiles)
+    return OptionCost(
+        name, size_px, accuracy, IN_SERVER_BATCHES * batch, batch / COST_BATCH, frame_bytes
+    )
 
-    def __init__(self, alpha: float = 0.05) -> None:
-        self.alpha = alpha
-        self.values: dict[str, float] = {}
 
-    def observe(self, family: str, queue_s: float) -> None:
-        old = self.values.get(family)
-        self.values[family] = queue_s if old is None else old + self.alpha * (queue_s - old)
-
-    def __call__(self, family: str) -> float:
-        return self.values.get(family, 0.0)
-
-
-def engine_registry(engine: Engine, queue: QueueEstimate) -> ClientRegistry:
+def engine_registry(engine: Engine) -> ClientRegistry:
     """A registry over what `engine` has loaded now."""
 
     def options(family: str) -> list[OptionCost]:
@@ -94,4 +101,4 @@ def engine_registry(engine: Engine, queue: QueueEstimate) -> ClientRegistry:
         hosts = {r.device for r in engine.plan.of_family(family)}
         return len(hosts - engine.lost_devices) * (1 - HEADROOM)
 
-    return ClientRegistry(options, capacity, queue_s=queue)
+    return ClientRegistry(options, capacity)
