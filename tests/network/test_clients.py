@@ -38,13 +38,16 @@ def test_without_an_estimate_a_client_starts_small() -> None:
     assert first.input_size == 146
 
 
-def test_a_changed_bandwidth_takes_effect_at_the_next_period_a_join_at_once() -> None:
+def test_a_sag_remaps_at_once_a_rise_at_the_next_period_a_join_at_once() -> None:
     reg = registry(period_s=1.0)
     assert reg.report("f", report("a", 50.0), 0.0).variant == "big"
-    assert reg.report("f", report("a", 1.0), 0.5).variant == "big"  # within the period
-    assert reg.report("f", report("a", 1.0), 1.1).variant != "big"  # remapped
+    # at 1 Mbit/s big's frames take 158 ms: its option no longer fits, remapped at once
+    assert reg.report("f", report("a", 1.0), 0.2).variant == "small_128"
+    # the link recovers: better options wait for the period (no flapping on one sample)
+    assert reg.report("f", report("a", 50.0), 0.4).variant == "small_128"
+    assert reg.report("f", report("a", 50.0), 1.3).variant == "big"
     before = reg.remaps
-    reg.report("f", report("b", 50.0), 1.2)  # a join remaps at once
+    reg.report("f", report("b", 50.0), 1.4)  # a join remaps at once
     assert reg.remaps == before + 1
 
 

@@ -201,6 +201,7 @@ class DeviceRunner:
             return
         best: tuple[tuple[int, float], ReplicaQueue, int] | None = None
         wake = math.inf
+        waiting: list[tuple[float, ReplicaQueue]] = []
         for replica in list(self.replicas.values()):
             if not replica.items:
                 continue
@@ -216,11 +217,33 @@ class DeviceRunner:
                     best = (rank, replica, decision.batch_size)
             elif decision.wait_until_s is not None:
                 wake = min(wake, decision.wait_until_s)
+                waiting.append((decision.wait_until_s, replica))
         self._reap()
         if best is not None:
+            best = self._preempted(best, waiting, now)
             self._dispatch(best[1], best[2])
         elif wake < math.inf:
             self._timer = self.clock.call_at(wake, self.schedule)
+
+    def _preempted(
+        self,
+        best: tuple[tuple[int, float], ReplicaQueue, int],
+        waiting: list[tuple[float, ReplicaQueue]],
+        now: float,
+    ) -> tuple[tuple[int, float], ReplicaQueue, int]:
+        """The batch to run now. A replica whose policy waits for more requests until its
+        last moment to start would find the device busy then if `best` ran now: its
+        policy sees its own queue only. When its head's deadline comes first, it runs now
+        with what it has (earliest deadline first across the device's replicas)."""
+        ends = now + best[1].profile.latency_s(best[2])
+        for wait_until, replica in waiting:
+            if not replica.items or wait_until >= ends:
+                continue
+            head = replica.items[0]
+            rank = (_level(head), head.deadline_s)
+            if rank < best[0]:
+                best = (rank, replica, min(len(replica.items), replica.max_batch_size))
+        return best
 
     def _drop(self, replica: ReplicaQueue, indices: tuple[int, ...]) -> None:
         if not indices:

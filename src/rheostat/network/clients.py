@@ -5,7 +5,8 @@ its end-to-end SLO, its frame rate, its round-trip floor and the size of the fra
 The registry keeps one entry per client and family, and maps the family's clients with the
 collective policy (`map_clients`):
 
-* when a client joins, when one leaves (silent for `expire_s`), and every `period_s`;
+* when a client joins, when one leaves (silent for `expire_s`), when a client's report says
+  its option no longer fits its SLO (its link sagged), and every `period_s`;
 * over the family's *options*: one per variant that takes images, at that variant's input
   size (the size a client should send), with its accuracy and its measured cost;
 * within the devices' capacity (device-seconds per second, less headroom).
@@ -123,9 +124,17 @@ class ClientRegistry:
             sample = report.body_bytes / report.frame_px**2
             client.bytes_per_px2 = 0.7 * client.bytes_per_px2 + 0.3 * sample
         self._expire(state, now)
-        if state.changed or now - state.mapped_s >= self.period_s:
+        if state.changed or now - state.mapped_s >= self.period_s or self._misfit(state, client):
             self.remap(family, now)
         return self.instruction(family, report.client_id)
+
+    def _misfit(self, state: _Family, client: _Client) -> bool:
+        """Whether the client's mapped option no longer fits its SLO at its new report."""
+        option = state.mapping.choice.get(client.report.client_id) if state.mapping else None
+        if option is None or client.report.bandwidth_mbps is None:
+            return False
+        me = self._state(client, [])
+        return option.end_to_end_s(me, 0.0) > self.margin * me.slo_s
 
     def _expire(self, state: _Family, now: float) -> None:
         gone = [c for c, v in state.clients.items() if now - v.last_s > self.expire_s]
@@ -156,13 +165,15 @@ class ClientRegistry:
 
     def _state(self, client: _Client, costs: Sequence[OptionCost]) -> ClientState:
         r = client.report
-        # no estimate yet: a speed at which the smallest frame takes 60 % of the SLO, so
-        # that nothing larger fits until the client has measured its link
-        smallest = min(costs, key=_frame_bytes)
-        fallback = _frame_bytes(smallest) * 8 / max(r.slo_s * 0.6, 1e-3) / 1e6
+        bandwidth = r.bandwidth_mbps
+        if not bandwidth:
+            # no estimate yet: a speed at which the smallest frame takes 60 % of the SLO,
+            # so that nothing larger fits until the client has measured its link
+            smallest = min(costs, key=_frame_bytes)
+            bandwidth = _frame_bytes(smallest) * 8 / max(r.slo_s * 0.6, 1e-3) / 1e6
         return ClientState(
             r.client_id,
-            r.bandwidth_mbps if r.bandwidth_mbps else fallback,
+            bandwidth,
             r.slo_s,
             r.fps,
             r.rtt_s,
