@@ -50,7 +50,8 @@ def test_client_only_adaptation_ignores_the_servers_load() -> None:
     client = run(CameraMode.CLIENT, clients=24, fps=15.0, trace=fast)
     adaptive = run(CameraMode.ADAPTIVE, clients=24, fps=15.0, trace=fast)
     print(client, adaptive)
-    assert client["on_time"] < 0.9 <= 0.99 <= adaptive["on_time"]
+    assert client["on_time"] < 0.9
+    assert adaptive["on_time"] >= 0.99
     assert adaptive["utilization"] <= 0.9
 
 
