@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from rheostat.repository import (
     QueuePolicy,
     TensorSpec,
     VariantConfig,
+    load_family,
     write_family_config,
 )
 
@@ -257,12 +260,44 @@ def drive(
         client.close()
 
 
-def family_repository(default_repository: Path, root: Path, *families: str) -> Path:
-    """A repository at `root` holding only `families` of the default one (symlinked)."""
+def family_repository(
+    default_repository: Path, root: Path, *families: str, variants: Sequence[str] | None = None
+) -> Path:
+    """A repository at `root` holding only `families` of the default one (symlinked).
+
+    With `variants`, each family keeps only those variants: its folder is new, the variants'
+    folders are symlinked, its other files (labels, ...) copied, and its config.yaml
+    rewritten to list only `variants`, in that order.
+    """
     root.mkdir(parents=True, exist_ok=True)
     for family in families:
-        (root / family).symlink_to(default_repository / family)
+        if variants is None:
+            (root / family).symlink_to(default_repository / family)
+        else:
+            _family_subset(default_repository / family, root / family, variants)
     return root
+
+
+def _family_subset(source: Path, target: Path, variants: Sequence[str]) -> None:
+    config = load_family(source).config
+    missing = sorted(set(variants) - set(config.variants))
+    if missing:
+        raise ValueError(f"{source.name} has no variants {missing}: {list(config.variants)}")
+    target.mkdir()
+    for item in source.iterdir():
+        if item.is_dir() and item.name in variants:
+            (target / item.name).symlink_to(item)
+        elif item.is_file() and item.name != "config.yaml":
+            shutil.copy2(item, target / item.name)
+    kept = {name: config.variants[name] for name in variants}
+    write_family_config(target, dataclasses.replace(config, variants=kept))
+
+
+def native_lite_variants(default_repository: Path) -> list[str]:
+    """efficientnet_lite's variants at their models' native input sizes (lite0/1/2 and the
+    int8 copies the build kept): the family as it was before Lite0 came at 128-192 px too."""
+    names = load_family(default_repository / "efficientnet_lite").config.variants
+    return [name for name in names if name.removesuffix("_int8") in ("lite0", "lite1", "lite2")]
 
 
 def need_cores(count: int, why: str) -> None:

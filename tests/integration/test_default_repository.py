@@ -60,6 +60,45 @@ def test_cat_photo_is_a_cat_on_every_variant(server: Server, default_repository:
         assert "cat" in label
 
 
+def test_image_family_has_input_size_variants_scored_against_lite2(
+    default_repository: Path,
+) -> None:
+    config = load_repository(default_repository).families["efficientnet_lite"].config
+    for px in (128, 160, 192):
+        variant = config.variants[f"lite0_{px}"]
+        assert variant.input.dims == (3, px, px)
+        assert variant.preprocessing is not None and variant.preprocessing.crop_px == px
+        assert variant.metadata["image_px"] == px
+        assert f"lite0_{px}_int8" not in config.variants
+    accuracy = {name: variant.accuracy for name, variant in config.variants.items()}
+    assert accuracy["lite2"] == 1.0
+    assert all(0 < a <= 1 for a in accuracy.values()), accuracy
+    assert accuracy["lite0_128"] <= accuracy["lite0"], accuracy
+    for variant in config.variants.values():
+        assert "top-1 agreement with lite2 at 260 px" in variant.accuracy_source
+        assert "augmented sample photos" in variant.accuracy_source
+    assert "agreement with lite2" in config.description
+    published = {
+        name: variant.metadata["published_top1"]
+        for name, variant in config.variants.items()
+        if "published_top1" in variant.metadata
+    }
+    assert published == {"lite0": 0.751, "lite1": 0.767, "lite2": 0.775}  # fp32, native px
+
+
+def test_small_frame_goes_to_the_small_variant(server: Server) -> None:
+    from skimage import data
+
+    frame = io.BytesIO()
+    Image.fromarray(data.chelsea()).resize((192, 128)).save(frame, format="JPEG", quality=90)
+    top = RequestedOutput("logits", binary_data=False, classification=1)
+    model = "efficientnet_lite.lite0_128"
+    result = decoded(infer(server, model, [("image", [frame.getvalue()])], outputs=[top]))
+    assert result.parameters["variant"] == model
+    label = result.outputs[0].data[0][0].decode()
+    assert int(label.split(":")[1]) in CAT_CLASSES, label
+
+
 def test_family_endpoint_takes_uint8_images_of_any_size(server: Server) -> None:
     from skimage import data
 

