@@ -153,16 +153,27 @@ def optimize(
 @app.command("sample-data")
 def sample_data(
     name: Annotated[
-        str, typer.Argument(help="digits-drifted: the digits as a drifted sensor sees them.")
+        str,
+        typer.Argument(
+            help="digits-drifted: the digits as a drifted sensor sees them (.npz); "
+            "lte-uplink: a seeded LTE-like uplink bandwidth trace, Mbit/s per second."
+        ),
     ],
-    output: Annotated[Path, typer.Option(help="The .npz file to write.")],
+    output: Annotated[Path, typer.Option(help="The file to write.")],
 ) -> None:
-    """Write a sample data set: x, y (to retrain on) and x_test, y_test (to measure)."""
+    """Write a sample data set: x, y (to retrain on) and x_test, y_test (to measure), or a
+    bandwidth trace (for `rheostat shaped-run --trace`)."""
     from rheostat.lifecycle.digits import drifted_digits_split
+    from rheostat.network.traces import synthetic_trace
 
     with _user_errors():
+        if name == "lte-uplink":
+            trace = synthetic_trace("lte-uplink", seconds=120, median_mbps=8.0)
+            output.write_text("".join(f"{v}\n" for v in trace.mbps))
+            console.print(f"wrote {output}: {trace.describe()}")
+            return
         if name != "digits-drifted":
-            raise ValueError(f"unknown data set {name!r}; expected digits-drifted")
+            raise ValueError(f"unknown data set {name!r}; expected digits-drifted or lte-uplink")
         x, y, x_test, y_test = drifted_digits_split()
         np.savez(output, x=x, y=y, x_test=x_test, y_test=y_test)
         console.print(f"wrote {output}: {len(y)} rows to retrain on, {len(y_test)} to measure")

@@ -6,6 +6,7 @@ stays on time."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Server, family_repository, start_server, stop_server
+from conftest import ROOT, Server, family_repository, start_server, stop_server
 from rheostat.lifecycle.images import sample_images
 from rheostat.network.camera import read_records, summarize_frames
-from rheostat.network.emulation import ShapedLink, available
+from rheostat.network.emulation import PREFIX, ShapedLink, available
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +116,35 @@ def test_through_a_sagging_link_frames_shrink_and_stay_on_time(
           sorted({r.frame_px for r in settled}))  # fmt: skip
     assert big >= 256 and max(r.frame_px for r in settled) < big
     assert sum(r.on_time for r in settled) / len(settled) >= 0.95
+
+
+def namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.startswith(PREFIX)}
+
+
+def readme_walkthrough() -> list[str]:
+    blocks = re.findall(r"```shell\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    mine = [b for b in blocks if "shaped-run" in b]
+    assert len(mine) == 1, blocks
+    return [line for line in mine[0].splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(available() is not None, reason=available() or "")
+def test_the_readme_shaped_camera_runs_as_written(server: Server, tmp_path: Path) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    bin_dir = Path(sys.executable).parent
+    outputs = []
+    before = namespaces()
+    for line in readme_walkthrough():
+        command = line.replace(":8000", f":{port}").replace(".venv/bin/", f"{bin_dir}/")
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, (line, done.stderr)
+        outputs.append(done.stdout)
+    summary = json.loads(outputs[1].strip().splitlines()[-1])
+    assert summary["frames"] == 50 and summary["answered"] > 0.9
+    clients = json.loads(outputs[2])["families"][FAMILY]["clients"]
+    assert any(c["input_size"] for c in clients)
+    assert namespaces() <= before  # shaped-run deleted its namespace
