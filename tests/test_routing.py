@@ -62,3 +62,16 @@ def test_degrade_ladder_follows_the_split() -> None:
     # planned a@d0, then a elsewhere, then cheaper variants by accuracy: c (0.8), b (0.7)
     assert router.candidates("f") == [A0, A1, c0, B0]
     assert router.candidates("f", Constraints(min_accuracy=0.75)) == [A0, A1, c0]
+
+
+def test_a_preferred_variant_goes_first_least_loaded_then_only_cheaper_ones() -> None:
+    a0, a1, b0 = Replica("f", "a", "d0"), Replica("f", "a", "d1"), Replica("f", "b", "d0")
+    c0 = Replica("f", "c", "d0")
+    load = {a0: 5.0, a1: 1.0, b0: 0.0, c0: 0.0}
+    router = Router(
+        Plan(frozenset(load), {"f": {c0: 1.0}}), {"f.a": 0.8, "f.b": 0.6, "f.c": 0.9},
+        balance=load.__getitem__,
+    )  # fmt: skip
+    assert router.candidates("f", Constraints(prefer="a")) == [a1, a0, b0]  # never c
+    # an unknown preference changes nothing: the split first
+    assert router.candidates("f", Constraints(prefer="gone"))[0] == c0

@@ -152,3 +152,23 @@ def test_a_request_with_several_inputs_is_admitted_whole() -> None:
         runner.submit("f.a", *[item(clock, 5.0, results) for _ in range(2)])
     clock.run()
     assert executor.log == [(0.010, "f.a", 3)] and len(results) == 3
+
+
+def test_a_waiting_replica_is_not_starved_by_another_on_the_same_device() -> None:
+    # f.a waits for company until its last moment to start; f.b's long batch, ready now,
+    # would run past that moment: the earlier deadline runs first, with what it has
+    clock = VirtualClock()
+    long = {1: 0.040, 2: 0.060, 4: 0.100, 8: 0.180}
+    executor = ProfiledExecutor(clock, {"f.a": LatencyProfile(POINTS), "f.b": LatencyProfile(long)})
+    runner = DeviceRunner(Device("cpu0", DeviceKind.CPU, (0,)), clock, executor, lambda i: None)
+    runner.add_replica(ReplicaQueue("f.a", DeadlineAwarePolicy(), LatencyProfile(POINTS), 8, 16))
+    runner.add_replica(ReplicaQueue("f.b", DeadlineAwarePolicy(), LatencyProfile(long), 8, 16))
+    results: list[Any] = []
+    runner.submit("f.a", WorkItem("f", "a", Payload(PayloadKind.TENSOR, None), 0.0, 0.030,
+                                  results.append))  # fmt: skip
+    clock.run_until(0.005)
+    for _ in range(8):  # a full batch: ready at once, 180 ms
+        runner.submit("f.b", item(clock, 1.0, results))
+    clock.run()
+    assert executor.log[0] == (0.005, "f.a", 1)
+    assert all(isinstance(r, ItemResult) for r in results)

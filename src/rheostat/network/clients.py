@@ -196,6 +196,7 @@ class ClientRegistry:
         """What `GET /rheostat/clients` shows: per family, its clients and their mapping."""
         out: dict[str, object] = {}
         for family, state in sorted(self.families.items()):
+            self._expire(state, now)
             mapping = state.mapping
             choice: Mapping[str, Option | None] = mapping.choice if mapping else {}
             clients = []
