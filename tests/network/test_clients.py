@@ -83,3 +83,25 @@ def test_bad_reports_are_refused() -> None:
         ClientReport("", 0.1, 10.0, 5.0)
     with pytest.raises(ValueError, match="period_s"):
         registry(period_s=0.0)
+
+
+def test_capacity_backs_off_when_the_server_misses_and_recovers_when_calm() -> None:
+    reg = registry(capacity=1.0)
+    for i in range(10):
+        reg.report("f", report(f"c{i}", 50.0), 0.0)
+    assert reg.families["f"].mapping is not None
+    planned = reg.families["f"].mapping.load
+    # a second in which 5 % of the mapped frames missed their server-side deadline
+    for k in range(100):
+        reg.outcome("f", k % 20 != 0, 0.01 * k)
+    reg.outcome("f", True, 1.01)  # the period ends: judged
+    reg.report("f", report("c0", 50.0), 1.02)
+    snapshot = reg.snapshot(1.02)["f"]
+    assert isinstance(snapshot, dict) and snapshot["capacity_scale"] == 0.8
+    assert reg.families["f"].mapping.load < planned  # clients were moved to cheaper options
+    # calm: no miss for the following seconds, and the scale grows back
+    t = 1.02
+    while t < 12.0:
+        t += 0.1
+        reg.outcome("f", True, t)
+    assert reg.snapshot(t)["f"]["capacity_scale"] > 0.8  # type: ignore[index]

@@ -293,7 +293,15 @@ class OipApi:
         if report is not None:
             instruction = self.clients.report(family.name, report, clock.now())
             options = self._client_options(options, report, instruction, variant, started)
-        outcome = await self.engine.infer(family, variant, payloads, options)
+        try:
+            outcome = await self.engine.infer(family, variant, payloads, options)
+        except RequestError as error:
+            if report is not None and error.http_status in (429, 504):  # shed or dropped
+                self.clients.outcome(family.name, False, clock.now())
+            raise
+        if report is not None:
+            met = all(r.finished_s <= outcome.deadline_s for r in outcome.results)
+            self.clients.outcome(family.name, met, clock.now())
         response = dataplane.build_response(name, family, decoded, outcome)
         if instruction is not None:  # what the client should send next
             if instruction.input_size:

@@ -9,7 +9,12 @@ collective policy (`map_clients`):
   its option no longer fits its SLO (its link sagged), and every `period_s`;
 * over the family's *options*: one per variant that takes images, at that variant's input
   size (the size a client should send), with its accuracy and its measured cost;
-* within the devices' capacity (device-seconds per second, less headroom).
+* within the devices' capacity (device-seconds per second, less headroom), scaled by what
+  the server delivers: profiles are taken on idle cores, and on a small shared machine the
+  front end, the clients and anything else take their share. Each answer to a mapped client
+  tells the registry whether the server met its deadline (`outcome`); every period, more
+  than `MISS_BUDGET` missed scales the capacity down by `BACKOFF`, and after `CALM_S`
+  without a miss it grows back by `RECOVERY` (AIMD, as TCP, on the planned load).
 
 Each answer then tells its client what to send next (`Instruction`). How many bytes a frame
 takes at a size is learnt per client from what it sends (bytes per square pixel of the
@@ -37,6 +42,16 @@ __all__ = [
 BYTES_PER_SQUARE_PX = 0.3
 """A JPEG frame's bytes per square pixel of its shorter side, until a client's own frames
 say otherwise (a 4:3 photo at quality 85 takes about 0.2-0.4)."""
+
+
+MISS_BUDGET = 0.005
+"""The share of a period's mapped frames the server may miss (its own deadline: dropped or
+answered late) before the registry plans with less capacity."""
+BACKOFF = 0.8
+RECOVERY = 0.05
+CALM_S = 5.0
+MIN_SCALE = 0.1
+MIN_OUTCOMES = 10
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,11 @@ class _Family:
     mapping: ClientMap | None = None
     mapped_s: float = -math.inf
     changed: bool = True  # a join or a leave since the last mapping
+    scale: float = 1.0  # of the devices' capacity, as delivered (see the module notes)
+    answered: int = 0  # mapped frames the server answered or dropped this period
+    missed: int = 0
+    judged_s: float = 0.0
+    calm_s: float = 0.0  # the last scale change or miss
 
 
 class ClientRegistry:
@@ -128,6 +148,27 @@ class ClientRegistry:
             self.remap(family, now)
         return self.instruction(family, report.client_id)
 
+    def outcome(self, family: str, met: bool, now: float) -> None:
+        """A mapped client's frame left the server: within its server-side deadline
+        (`met`), or late, or dropped. Judged once a period (see the module notes)."""
+        state = self.families.get(family)
+        if state is None:
+            return
+        state.answered += 1
+        state.missed += not met
+        if now - state.judged_s < self.period_s:
+            return
+        if state.answered >= MIN_OUTCOMES and state.missed > MISS_BUDGET * state.answered:
+            state.scale = max(MIN_SCALE, state.scale * BACKOFF)
+            state.calm_s, state.changed = now, True
+        elif state.missed:
+            state.calm_s = now
+        elif state.scale < 1.0 and now - state.calm_s >= CALM_S:
+            state.scale = min(1.0, state.scale + RECOVERY)
+            state.calm_s, state.changed = now, True
+        state.answered = state.missed = 0
+        state.judged_s = now
+
     def _misfit(self, state: _Family, client: _Client) -> bool:
         """Whether the client's mapped option no longer fits its SLO at its new report."""
         option = state.mapping.choice.get(client.report.client_id) if state.mapping else None
@@ -158,7 +199,7 @@ class ClientRegistry:
             for c in costs
         ]
         states = [self._state(c, costs) for c in state.clients.values()]
-        capacity = max(self.capacity(family), 1e-9)
+        capacity = max(self.capacity(family) * state.scale, 1e-9)
         state.mapping = map_clients(states, options, capacity, margin=self.margin)
         self.remaps += 1
         return state.mapping
@@ -217,6 +258,7 @@ class ClientRegistry:
                 "clients": clients,
                 "load": round(mapping.load, 4) if mapping else 0.0,
                 "capacity": round(mapping.capacity, 4) if mapping else 0.0,
+                "capacity_scale": round(state.scale, 4),
                 "weighted_accuracy": round(mapping.weighted_accuracy, 4) if mapping else 0.0,
                 "mapped_s_ago": round(now - state.mapped_s, 3),
             }

@@ -214,8 +214,13 @@ class _Run:
 
     def answered(self, frame: _Frame, outcome: Outcome) -> None:
         spec = frame.camera.spec
-        back = self.clock.now() + spec.rtt_s / 2
+        now = self.clock.now()
+        back = now + spec.rtt_s / 2
         e2e = back - frame.captured
+        if self.mode is CameraMode.ADAPTIVE:
+            deadline = frame.captured + spec.slo_s - spec.rtt_s / 2
+            met = isinstance(outcome, ItemResult) and outcome.finished_s <= deadline + 1e-9
+            self.registry.outcome(FAMILY, met, now)
         if isinstance(outcome, ItemResult):
             variant = outcome.variant.partition(".")[2]
             record = FrameRecord(
