@@ -34,6 +34,7 @@ from PIL import Image
 
 from rheostat.clock import Stopwatch, monotonic_s
 from rheostat.network.estimator import BandwidthEstimator
+from rheostat.network.serving import SERVER_SHARE
 
 __all__ = ["AsyncEdgeClient", "EdgeClient", "InferResult", "RequestFailed", "encode_frame"]
 
@@ -68,6 +69,7 @@ class _State:
     client_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
     mapped: bool = True  # report the end-to-end SLO, so the server maps this client
+    outputs: list[dict[str, Any]] | None = None  # OIP requested outputs (None: all, raw)
     input_size: int | None = None
     variant: str | None = None  # the variant the server mapped this client to
     started: float = field(default_factory=monotonic_s)
@@ -90,14 +92,20 @@ class _State:
             if self.mapped:
                 params["e2e_slo_ms"] = self.slo_ms
             upload = self.estimator.upload_s(body_bytes, self.now()) or 0.0
-            params["slo_ms"] = max(self.slo_ms - upload * 1e3, 1.0)  # what the server may use
+            # what the server may use: its share of the SLO, less the upload to come
+            params["slo_ms"] = max(self.slo_ms * SERVER_SHARE - upload * 1e3, 1.0)
         return params
 
     def body(
         self, tensor: dict[str, Any], raw: bytes | None, frame_px: int | None = None
     ) -> tuple[bytes, dict[str, str]]:
         size = len(raw) if raw is not None else 0
-        request = {"inputs": [tensor], "parameters": self.parameters(size + 200, frame_px)}
+        request: dict[str, Any] = {
+            "inputs": [tensor],
+            "parameters": self.parameters(size + 200, frame_px),
+        }
+        if self.outputs is not None:
+            request["outputs"] = self.outputs
         header = json.dumps(request, separators=(",", ":")).encode()
         if raw is None:
             return header, {"content-type": "application/json"}

@@ -66,3 +66,29 @@ def test_bad_inputs_are_refused() -> None:
         ClientState("a", 0, 0.1, 10)
     with pytest.raises(ValueError, match="capacity 0"):
         map_clients([client("a", 5.0)], OPTIONS, capacity=0)
+
+
+def test_a_client_steps_past_an_option_that_is_dearer_and_less_accurate() -> None:
+    # an int8 copy: more accurate and cheaper than "mid"; under load the client must still
+    # be able to go below it, to "small"
+    options = [
+        Option("big_int8", 256, 0.90, 20_000, 0.010, 0.010),
+        Option("mid", 200, 0.80, 12_000, 0.015, 0.015),
+        Option("small", 128, 0.60, 5_000, 0.004, 0.003),
+    ]
+    result = map_clients([client("a", 50.0, fps=10)], options, capacity=0.05)
+    chosen = result.choice["a"]
+    assert chosen is not None and chosen.variant == "small" and result.feasible()
+
+
+def test_head_of_line_a_slow_batch_delays_every_client_on_the_device() -> None:
+    options = [
+        Option("big", 256, 0.9, 10_000, 0.050, 0.025, batch_s=0.050),
+        Option("mid", 200, 0.8, 8_000, 0.020, 0.010, batch_s=0.020),
+        Option("small", 128, 0.6, 4_000, 0.005, 0.003, batch_s=0.005),
+    ]
+    alone = map_clients([client("a", 50.0)], options, capacity=1.0)
+    assert alone.choice["a"] == options[0]  # 50 ms of its own batch fits 85 ms
+    # behind a batch of its own kind, 50 + 50 ms does not: "mid" (20 + 20 ms) does
+    shared = map_clients([client("a", 50.0)], options, capacity=1.0, head_of_line=True)
+    assert shared.choice["a"] == options[1]

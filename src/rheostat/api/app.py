@@ -49,7 +49,7 @@ from rheostat.errors import (
 from rheostat.lifecycle.feedback import Answer, FeedbackBook, Retrainer
 from rheostat.monitoring import TimeSeries
 from rheostat.network.clients import ClientReport, Instruction
-from rheostat.network.serving import engine_registry
+from rheostat.network.serving import SERVER_SHARE, engine_registry
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.loader import Family
 
@@ -326,10 +326,11 @@ class OipApi:
         started: float,
     ) -> RequestOptions:
         """An edge client's request: its mapped variant first, and a deadline of what its
-        end-to-end SLO leaves: less the round trip, less what this server has already spent
-        since the request's first bytes arrived (the upload before that is the client's
-        estimate, already out of its `slo_ms`)."""
-        left = report.slo_s - report.rtt_s - (self.engine.clock.now() - started)
+        end-to-end SLO leaves (`SERVER_SHARE` of it): less the round trip, less what this
+        server has already spent since the request's first bytes arrived (the upload before
+        that is the client's estimate, already out of its `slo_ms`)."""
+        spent = self.engine.clock.now() - started
+        left = report.slo_s * SERVER_SHARE - report.rtt_s - spent
         timeout = left if options.timeout_s is None else min(options.timeout_s, left)
         prefer = instruction.variant if variant is None else None
         return dataclasses.replace(options, timeout_s=max(timeout, 1e-6), prefer=prefer)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -199,9 +200,11 @@ async def run_camera(
     seconds: float,
     variant: str | None = None,
     client_id: str | None = None,
+    phase_s: float | None = None,
 ) -> list[FrameRecord]:
     """Send `fps` frames a second for `seconds` (cycling through `frames`); return a record
-    per frame. `variant` is required by, and only by, the `static` mode."""
+    per frame. `variant` is required by, and only by, the `static` mode. The first frame
+    comes `phase_s` after the start (default: at random within the first interval)."""
     if (mode is CameraMode.STATIC) != (variant is not None):
         raise ValueError(f"mode {mode.value!r}: a variant goes with, and only with, 'static'")
     clock = WallClock()
@@ -210,13 +213,21 @@ async def run_camera(
         mapped=mode is CameraMode.ADAPTIVE,
     ) as client:  # fmt: skip
         variants = await family_variants(client.http, family)
+        # a camera wants the answer's label, not 1000 logits: the classification extension
+        # keeps the answer small for the server to write and the camera to read
+        output = (await client.http.get(f"/v2/models/{family}")).json()["outputs"][0]["name"]
+        client.state.outputs = [{"name": output, "parameters": {"classification": 1}}]
         if not variants:
             raise ValueError(f"family {family!r} has no image variants")
         camera = _Camera(client, family, frames, variants, mode, variant, slo_ms / 1e3)
         started = monotonic_s()
         tasks = []
+        # cameras are not in phase with each other: the first frame comes at a random
+        # instant of the first frame interval (cameras started together would otherwise
+        # send their frames in bursts)
+        phase = random.uniform(0, 1 / fps) if phase_s is None else phase_s
         for index in range(max(int(seconds * fps), 1)):
-            captured = index / fps
+            captured = phase + index / fps
             delay = started + captured - monotonic_s()
             if delay > 0:
                 await clock.sleep(delay)

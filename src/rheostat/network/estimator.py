@@ -5,7 +5,7 @@ the first byte sent to the server's acknowledgement of the last). `BandwidthEsti
 a smoothed estimate from those samples:
 
 * each sample's throughput is `bytes * 8 / seconds`, after subtracting the link's round-trip
-  floor (the smallest time seen for a tiny upload is latency, not bandwidth);
+  floor (the smallest time seen for an upload of one packet is latency, not bandwidth);
 * the estimate is the harmonic mean of the last `window` samples (as FESTIVE and MPC-style
   ABR do: one fast sample cannot inflate it, one slow sample pulls it down at once), and
   `conservative_mbps` discounts it by the samples' spread, for planning against deadlines.
@@ -32,7 +32,9 @@ class UploadSample:
 @dataclass
 class BandwidthEstimator:
     window: int = 5
-    min_bytes: int = 4096  # smaller uploads measure latency, not bandwidth
+    # uploads that fit one packet measure latency, not bandwidth; anything larger is
+    # bandwidth-bound on a slow uplink (4 kB take 16 ms at 2 Mbit/s)
+    min_bytes: int = 1500
     max_age_s: float = 10.0  # older samples no longer describe the link
     samples: deque[UploadSample] = field(default_factory=deque)
     rtt_floor_s: float = math.inf

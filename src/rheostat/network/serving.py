@@ -21,24 +21,25 @@ if TYPE_CHECKING:
 __all__ = [
     "COST_BATCH",
     "HEADROOM",
-    "IN_SERVER_BATCHES",
+    "SERVER_SHARE",
     "engine_registry",
     "family_options",
     "option_cost",
 ]
 
 HEADROOM = 0.25
-"""Device capacity kept free by the client mapping (as the planner keeps): rates are
-estimates, and the front end shares the machine."""
+"""Device capacity the client mapping keeps free (as the planner keeps): profiles are taken
+on idle cores, and the front end shares the machine. The registry further scales what it
+plans with by what the server delivers (AIMD on missed deadlines)."""
 
 COST_BATCH = 2
 """A frame's device cost is taken at this batch size: frames from many clients meet in the
 queues, but a 100-ms SLO leaves no time to wait for big batches."""
 
-IN_SERVER_BATCHES = 1.5
-"""A frame's time in the server, in batches of COST_BATCH: its own, after half of the one in
-flight. Not the queueing observed: the deadline-aware batcher holds frames as long as their
-deadlines allow, so observed queueing tells how much slack there was, not how much is needed."""
+SERVER_SHARE = 0.9
+"""The share of a client's end-to-end SLO by which the server answers (less the round trip
+and the upload): the rest is for what the client's clock sees and the server's does not
+(connecting, encoding and sending, reading the answer) on a busy client."""
 
 
 def family_options(
@@ -72,12 +73,14 @@ def option_cost(
     profiles: Sequence[LatencyProfile],
     frame_bytes: int | None = None,
 ) -> OptionCost:
-    """A variant's option: its time in the server and its device cost per frame, on the
-    slowest of the devices whose `profiles` are given."""
+    """A variant's option on the slowest of the devices whose `profiles` are given: a frame
+    runs in a batch of COST_BATCH (its latency, and how long the batch holds the device) and
+    costs its share of it. The wait for a batch in flight is the mapping's (`head_of_line`):
+    not the queueing observed, since the deadline-aware batcher holds frames as long as their
+    deadlines allow, so what frames waited tells how much slack there was, not what is
+    needed."""
     batch = max(p.latency_s(COST_BATCH) for p in profiles)
-    return OptionCost(
-        name, size_px, accuracy, IN_SERVER_BATCHES * batch, batch / COST_BATCH, frame_bytes
-    )
+    return OptionCost(name, size_px, accuracy, batch, batch / COST_BATCH, frame_bytes, batch)
 
 
 def engine_registry(engine: Engine) -> ClientRegistry:

@@ -42,7 +42,7 @@ from rheostat.network.camera import (
 )
 from rheostat.network.clients import ClientRegistry, ClientReport, Instruction, OptionCost
 from rheostat.network.estimator import BandwidthEstimator
-from rheostat.network.serving import HEADROOM, option_cost
+from rheostat.network.serving import HEADROOM, SERVER_SHARE, option_cost
 from rheostat.network.traces import BandwidthTrace
 from rheostat.plan import Plan, Replica
 from rheostat.profiling import LatencyProfile
@@ -201,7 +201,7 @@ class _Run:
             )  # fmt: skip
             frame.instruction = self.registry.report(FAMILY, report, now)
             prefer = frame.instruction.variant
-        deadline = frame.captured + spec.slo_s - spec.rtt_s / 2
+        deadline = frame.captured + spec.slo_s * SERVER_SHARE - spec.rtt_s / 2
         done = functools.partial(self.answered, frame)
         admission = self.server.admission
         try:
@@ -218,7 +218,7 @@ class _Run:
         back = now + spec.rtt_s / 2
         e2e = back - frame.captured
         if self.mode is CameraMode.ADAPTIVE:
-            deadline = frame.captured + spec.slo_s - spec.rtt_s / 2
+            deadline = frame.captured + spec.slo_s * SERVER_SHARE - spec.rtt_s / 2
             met = isinstance(outcome, ItemResult) and outcome.finished_s <= deadline + 1e-9
             self.registry.outcome(FAMILY, met, now)
         if isinstance(outcome, ItemResult):
