@@ -37,6 +37,7 @@ bench: repository
 	$(BIN)/python benchmarks/ray_overhead.py --model-repository $(REPO)
 	$(BIN)/python benchmarks/lifecycle.py --model-repository $(REPO)
 	$(BIN)/python benchmarks/network_slo.py --model-repository $(REPO)
+	$(BIN)/python benchmarks/network_sim.py --model-repository $(REPO)
 
 # needs ../shared/data/proteus (Proteus' data: licensed for comparison only, not shipped)
 bench-sim: venv
