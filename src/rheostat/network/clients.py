@@ -122,8 +122,8 @@ class ClientRegistry:
         margin: float = 0.85,
     ) -> None:
         """`options(family)` and `capacity(family)` are asked at every mapping, so they may
-        follow loads, swaps and lost devices. An option's `latency_s` covers its time in the
-        server, queueing included."""
+        follow loads, swaps and lost devices. An option's `latency_s` is its own batch's time;
+        the wait for a batch in flight is the mapping's (`head_of_line`)."""
         if period_s <= 0 or expire_s <= 0:
             raise ValueError(f"period_s {period_s} and expire_s {expire_s} must be > 0")
         self.options = options
