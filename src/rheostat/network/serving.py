@@ -1,8 +1,8 @@
 """A family's client-mapping options from its config and profiles.
 
-`family_options` is pure (the server and the simulator both call it); `engine_registry` wires
-a `ClientRegistry` to a live engine: the variants loaded now, their load-time profiles, and
-the devices hosting the family.
+`family_options` (a family's variants) and `option_cost` (one variant, which the simulator
+calls) are pure; `engine_registry` wires a `ClientRegistry` to a live engine: the variants
+loaded now, their load-time profiles, and the devices hosting the family.
 """
 
 from __future__ import annotations
