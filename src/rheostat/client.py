@@ -184,18 +184,24 @@ class _Client:
 
     def __init__(
         self,
+        url: str,
         model: str,
         *,
         slo_ms: float | None = None,
         fps: float | None = None,
         client_id: str | None = None,
         mapped: bool = True,
+        timeout_s: float = 30.0,
     ) -> None:
         """`mapped=False`: keep the server-side deadline (`slo_ms`) but do not ask to be
         mapped to a variant and input size (the baselines do so)."""
         self.state = _State(model, slo_ms, fps, mapped=mapped)
         if client_id:
             self.state.client_id = client_id
+        self._connect(url, timeout_s)
+
+    def _connect(self, url: str, timeout_s: float) -> None:
+        raise NotImplementedError
 
     @property
     def bandwidth_mbps(self) -> float | None:
@@ -211,18 +217,7 @@ class _Client:
 
 
 class EdgeClient(_Client):
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        *,
-        slo_ms: float | None = None,
-        fps: float | None = None,
-        client_id: str | None = None,
-        mapped: bool = True,
-        timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id, mapped=mapped)
+    def _connect(self, url: str, timeout_s: float) -> None:
         self.http = httpx.Client(base_url=url, timeout=timeout_s)
 
     def infer_image(self, image: bytes, frame_px: int | None = None) -> InferResult:
@@ -256,18 +251,7 @@ class EdgeClient(_Client):
 
 
 class AsyncEdgeClient(_Client):
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        *,
-        slo_ms: float | None = None,
-        fps: float | None = None,
-        client_id: str | None = None,
-        mapped: bool = True,
-        timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(model, slo_ms=slo_ms, fps=fps, client_id=client_id, mapped=mapped)
+    def _connect(self, url: str, timeout_s: float) -> None:
         self.http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
 
     async def infer_image(self, image: bytes, frame_px: int | None = None) -> InferResult:

@@ -32,7 +32,7 @@ import numpy as np
 
 from rheostat.client import AsyncEdgeClient, RequestFailed, encode_frame
 from rheostat.clock import WallClock, monotonic_s
-from rheostat.network.clients import BYTES_PER_SQUARE_PX
+from rheostat.network.clients import frame_bytes_at
 from rheostat.network.estimator import BandwidthEstimator
 from rheostat.network.mapping import ClientState, Option, map_clients
 
@@ -80,11 +80,9 @@ class FrameRecord:
     compute_ms: float = 0.0
 
 
-async def family_variants(http: httpx.AsyncClient, family: str) -> list[VariantInfo]:
+def family_variants(metadata: dict[str, Any]) -> list[VariantInfo]:
     """The family's image variants, from the server's model metadata."""
-    response = await http.get(f"/v2/models/{family}")
-    response.raise_for_status()
-    variants = response.json()["parameters"]["variants"]
+    variants = metadata["parameters"]["variants"]
     return [
         VariantInfo(name, v["accuracy"], v["input_size"], v.get("latency_ms", 0.0) / 1e3)
         for name, v in variants.items()
@@ -106,16 +104,12 @@ def client_only_choice(
     me = ClientState("me", mbps, slo_s, 1.0, rtt)
     by_name = {v.name: v for v in variants}
     options = [
-        Option(v.name, v.input_size, v.accuracy, _bytes_at(v.input_size), v.latency_s,
+        Option(v.name, v.input_size, v.accuracy, frame_bytes_at(v.input_size), v.latency_s,
                v.latency_s)
         for v in variants
     ]  # fmt: skip
     chosen = map_clients([me], options, math.inf).choice["me"]
     return by_name[chosen.variant] if chosen is not None else smallest
-
-
-def _bytes_at(size: int) -> int:
-    return round(BYTES_PER_SQUARE_PX * size**2)
 
 
 class _Camera:
@@ -212,10 +206,13 @@ async def run_camera(
         url, family, slo_ms=slo_ms, fps=fps, client_id=client_id,
         mapped=mode is CameraMode.ADAPTIVE,
     ) as client:  # fmt: skip
-        variants = await family_variants(client.http, family)
+        response = await client.http.get(f"/v2/models/{family}")
+        response.raise_for_status()
+        metadata = response.json()
+        variants = family_variants(metadata)
         # a camera wants the answer's label, not 1000 logits: the classification extension
         # keeps the answer small for the server to write and the camera to read
-        output = (await client.http.get(f"/v2/models/{family}")).json()["outputs"][0]["name"]
+        output = metadata["outputs"][0]["name"]
         client.state.outputs = [{"name": output, "parameters": {"classification": 1}}]
         if not variants:
             raise ValueError(f"family {family!r} has no image variants")

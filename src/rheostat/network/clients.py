@@ -37,6 +37,7 @@ __all__ = [
     "ClientReport",
     "Instruction",
     "OptionCost",
+    "frame_bytes_at",
 ]
 
 BYTES_PER_SQUARE_PX = 0.3
@@ -271,7 +272,10 @@ class ClientRegistry:
         return out
 
 
+def frame_bytes_at(size_px: int) -> int:
+    """A JPEG frame's bytes at `size_px` (its shorter side), by BYTES_PER_SQUARE_PX."""
+    return max(round(BYTES_PER_SQUARE_PX * size_px**2), 1)
+
+
 def _frame_bytes(cost: OptionCost) -> int:
-    if cost.frame_bytes is not None:
-        return cost.frame_bytes
-    return max(round(BYTES_PER_SQUARE_PX * cost.size_px**2), 1)
+    return cost.frame_bytes if cost.frame_bytes is not None else frame_bytes_at(cost.size_px)
