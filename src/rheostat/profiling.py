@@ -5,6 +5,14 @@ points (piecewise-linear between them, linear extrapolation past the last two), 
 observed executions with an exponentially weighted moving average so that the model follows
 the device when it runs slower or faster than it did at profiling time. The full profiler
 (every variant x device x batch size, percentiles, memory) builds on this.
+
+The average alone is what throughput is planned on, but a deadline planned on it is missed
+by every batch that runs slower than the average, and on a shared machine one in several
+does. Each profile therefore also learns how far above its own prediction batches run: an
+online estimate of the 95th percentile of observed / predicted (a stochastic quantile
+step per batch, never below 1). `guarded` is the profile stretched by that ratio: what the
+device mechanism checks deadlines and admission against. On an exact backend (the
+simulator without spread) the ratio stays 1 and nothing changes.
 """
 
 from __future__ import annotations
@@ -13,7 +21,11 @@ import bisect
 from collections.abc import Mapping
 from typing import Protocol
 
-__all__ = ["LatencyModel", "LatencyProfile"]
+__all__ = ["GuardedLatency", "LatencyModel", "LatencyProfile"]
+
+TAIL_QUANTILE = 0.95  # of observed / predicted batch time, per profile
+TAIL_STEP = 0.02  # per batch: +0.019 after one slower than the guard, -0.001 otherwise
+MAX_TAIL_RATIO = 2.0
 
 
 class LatencyModel(Protocol):
@@ -40,6 +52,8 @@ class LatencyProfile:
         self._points = dict(sorted(points_s.items()))
         self._sizes = list(self._points)  # sorted; kept with _points (the simulator's hot path)
         self._smoothing = smoothing
+        self.tail_ratio = 1.0
+        self.guarded = GuardedLatency(self, self)
 
     @property
     def points_s(self) -> dict[int, float]:
@@ -66,10 +80,14 @@ class LatencyProfile:
         """Start again from new measurements (a new model version was swapped in)."""
         fresh = LatencyProfile(points_s, self._smoothing)
         self._points, self._sizes = fresh._points, fresh._sizes
+        self.tail_ratio = 1.0
 
     def observe(self, batch_size: int, seconds: float) -> None:
         if seconds <= 0 or batch_size < 1:
             return
+        above = seconds / self.latency_s(batch_size)  # before this batch is folded in
+        step = TAIL_STEP * (TAIL_QUANTILE - (above <= self.tail_ratio))
+        self.tail_ratio = min(max(self.tail_ratio + step, 1.0), MAX_TAIL_RATIO)
         old = self._points.get(batch_size)
         new = seconds if old is None else old + self._smoothing * (seconds - old)
         if old is None:
@@ -77,3 +95,16 @@ class LatencyProfile:
             self._sizes = list(self._points)
         else:
             self._points[batch_size] = new
+
+
+class GuardedLatency:
+    """`model`'s latency stretched by the tail ratio that `tail` has learnt."""
+
+    __slots__ = ("model", "tail")
+
+    def __init__(self, model: LatencyModel, tail: LatencyProfile) -> None:
+        self.model = model
+        self.tail = tail
+
+    def latency_s(self, batch_size: int) -> float:
+        return self.model.latency_s(batch_size) * self.tail.tail_ratio

@@ -32,7 +32,7 @@ from rheostat.errors import (
     NotReadyError,
     QueueFullError,
 )
-from rheostat.profiling import LatencyProfile
+from rheostat.profiling import GuardedLatency, LatencyModel, LatencyProfile
 
 __all__ = ["DEFAULT_PRIORITY", "DeviceRunner", "Executor", "ReplicaQueue"]
 
@@ -67,6 +67,13 @@ class ReplicaQueue:
     """A staged variant's latency when every row runs every stage: what a deadline is
     checked against at admission (`profile` is its expected cost)."""
 
+    def guarded(self, *, worst: bool = False) -> LatencyModel:
+        """The latency that deadlines are planned on: the profile (or a staged variant's
+        worst case) stretched by the tail ratio the profile has observed."""
+        if worst and self.worst is not None:
+            return GuardedLatency(self.worst, self.profile)
+        return self.profile.guarded
+
     def note_arrival(self, now_s: float) -> None:
         """EWMA of the time between arrivals (weight 0.2 on the newest gap)."""
         if self.last_arrival_s is not None:
@@ -84,8 +91,9 @@ class ReplicaQueue:
 
     def backlog_s(self, extra: int = 0, *, worst: bool = False) -> float:
         """Time to run everything queued (and `extra` more), in full batches (an admission
-        estimate); with `worst`, at a staged variant's worst case."""
-        profile = self.worst if worst and self.worst is not None else self.profile
+        estimate, guarded by the observed tail); with `worst`, at a staged variant's worst
+        case."""
+        profile = self.guarded(worst=worst)
         n = len(self.items) + extra
         full, rest = divmod(n, self.max_batch_size)
         estimate = full * profile.latency_s(self.max_batch_size)
@@ -207,7 +215,7 @@ class DeviceRunner:
                 continue
             view = [QueuedRequest(i.arrival_s, i.deadline_s) for i in replica.items]
             decision = replica.policy.next_batch(
-                view, replica.profile, now, replica.max_batch_size, replica.mean_interarrival_s
+                view, replica.guarded(), now, replica.max_batch_size, replica.mean_interarrival_s
             )
             self._drop(replica, decision.drop)
             if decision.batch_size and replica.items:
@@ -235,7 +243,7 @@ class DeviceRunner:
         last moment to start would find the device busy then if `best` ran now: its
         policy sees its own queue only. When its head's deadline comes first, it runs now
         with what it has (earliest deadline first across the device's replicas)."""
-        ends = now + best[1].profile.latency_s(best[2])
+        ends = now + best[1].guarded().latency_s(best[2])
         for wait_until, replica in waiting:
             if not replica.items or wait_until >= ends:
                 continue
@@ -259,7 +267,7 @@ class DeviceRunner:
         """While the executor is down, still answer requests that cannot make it."""
         wake = math.inf
         for replica in self.replicas.values():
-            alone = replica.profile.latency_s(1)
+            alone = replica.guarded().latency_s(1)
             late = tuple(i for i, it in enumerate(replica.items) if now + alone >= it.deadline_s)
             self._drop(replica, late)
             wake = min([wake, *(it.deadline_s - alone for it in replica.items)])
@@ -270,7 +278,7 @@ class DeviceRunner:
         items, replica.items = replica.items[:size], replica.items[size:]
         batch = Batch(next(self._batch_ids), replica.key, tuple(i.payload for i in items))
         started = self.clock.now()
-        self.busy_until_s = started + replica.profile.latency_s(size)
+        self.busy_until_s = started + replica.guarded().latency_s(size)
         self.num_batches += 1
         self.executor.execute(batch, lambda result: self._complete(replica, items, started, result))
 
@@ -344,7 +352,7 @@ class DeviceRunner:
 
 
 def _deadline_error(item: WorkItem, replica: ReplicaQueue, now: float) -> DeadlineError:
-    need_ms = replica.profile.latency_s(1) * 1e3
+    need_ms = replica.guarded().latency_s(1) * 1e3
     left_ms = (item.deadline_s - now) * 1e3
     return DeadlineError(
         f"deadline cannot be met on {replica.key}: {left_ms:.1f} ms left of "
