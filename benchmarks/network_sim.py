@@ -20,6 +20,7 @@ Inputs, measured here, side by side in one run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def profile_variants(repo: Path, repeats: int) -> list[SimVariant]:
         version = family.served_version(name)
         sessions[name] = ort_session(family.path / name / str(version) / "model.onnx", threads=1)
         inputs[name] = preprocess_image(photo, v.preprocessing)[None]
-        meta[name] = (v.accuracy, v.preprocessing.resize_shorter_px)
+        meta[name] = (v.accuracy, v.preprocessing.resize_shorter_px, v.jpeg_accuracy)
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(repeats):
         for batch in BATCHES:
@@ -62,8 +63,8 @@ def profile_variants(repo: Path, repeats: int) -> list[SimVariant]:
                     session.run(None, feed)
                 times.setdefault((name, batch), []).append(watch.elapsed_s)
     return [
-        SimVariant(name, acc, size, {b: statistics.median(times[(name, b)]) for b in BATCHES})
-        for name, (acc, size) in meta.items()
+        SimVariant(name, acc, size, {b: statistics.median(times[(name, b)]) for b in BATCHES}, jpeg)
+        for name, (acc, size, jpeg) in meta.items()
     ]
 
 
@@ -138,6 +139,7 @@ def main() -> None:
     say("|---|---:|---:|---:|---:|---:|---:|---:|")
     runs = [
         ("rheostat (adaptive)", CameraMode.ADAPTIVE, None),
+        ("rheostat, input size only", CameraMode.ADAPTIVE, "sizes"),
         ("client-only", CameraMode.CLIENT, None),
         ("server-only", CameraMode.SERVER, None),
     ]
@@ -146,10 +148,14 @@ def main() -> None:
         for v in sorted(variants, key=lambda v: v.accuracy)
     ]
     results = {}
-    for label, mode, static in runs:
+    # without the JPEG-quality knob: the variants as if scored at the client's quality only
+    sizes_only = [dataclasses.replace(v, jpeg_accuracy={}) for v in variants]
+    for label, mode, pick in runs:
+        pool = sizes_only if pick == "sizes" else variants
+        static = None if pick == "sizes" else pick
         with Stopwatch() as watch:
             r = simulate_clients(
-                clients, variants, args.devices, mode, seconds=args.seconds, static_variant=static
+                clients, pool, args.devices, mode, seconds=args.seconds, static_variant=static
             )
         results[label] = r
         say(
@@ -161,6 +167,10 @@ def main() -> None:
     adaptive = results["rheostat (adaptive)"]
     say(
         "rheostat's variants: " + ", ".join(f"{k} {v:.0%}" for k, v in adaptive["variants"].items())
+    )
+    say(
+        "rheostat's JPEG qualities: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in adaptive["qualities"].items())
     )
     good = [
         (r["accuracy"], k)

@@ -309,9 +309,9 @@ def served_shares(records: Sequence[FrameRecord]) -> str:
 def results_table(results: Sequence[ModeResult], report: Report) -> None:
     report(
         "| mode | frames | on time | p50 ms | p99 ms | accuracy | dropped | device util "
-        "| machine CPU: all = server + cameras + other | variants answering |"
+        "| machine CPU: all = server + cameras + other | variants answering | JPEG qualities |"
     )
-    report("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    report("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     for r in results:
         s, load = r.summary, r.load
         other_s = load.machine_cpu_s - load.server_cpu_s - load.camera_cpu_s
@@ -322,7 +322,8 @@ def results_table(results: Sequence[ModeResult], report: Report) -> None:
         report(
             f"| {r.mode.label} | {s['frames']} | {s['on_time']:.2%} | {s['p50_ms']:.0f} "
             f"| {s['p99_ms']:.0f} | {s['accuracy']:.4f} | {s['dropped']:.2%} "
-            f"| {load.device_util:.0%} | {cpu} | {served_shares(r.records)} |"
+            f"| {load.device_util:.0%} | {cpu} | {served_shares(r.records)} "
+            f"| {', '.join(f'{q}: {v:.0%}' for q, v in s['qualities'].items())} |"
         )
 
 

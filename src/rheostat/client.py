@@ -8,11 +8,12 @@ shared. Uploads feed a `BandwidthEstimator`; each request carries the client's i
 bandwidth estimate and frame rate, and a server-side deadline (`slo_ms`) of what is left of
 the end-to-end SLO once the expected upload is spent, so the server drops a frame that can
 no longer make it instead of answering it late. With an end-to-end SLO the server maps the
-client to a variant and an input size (`rheostat.network.clients`) and says in each answer
-what to send next (`input_size`: the frame's shorter side); `infer_frame` follows it.
+client to a variant, an input size and a JPEG quality (`rheostat.network.clients`) and says
+in each answer what to send next (`input_size`: the frame's shorter side, `jpeg_quality`);
+`infer_frame` follows both.
 
     client = EdgeClient("http://server:8000", "efficientnet_lite", slo_ms=100, fps=10)
-    result = client.infer_frame(rgb_array)  # resized to the server's input_size, JPEG
+    result = client.infer_frame(rgb_array)  # at the server's input_size and jpeg_quality
     result.parameters["variant"], result.end_to_end_s, client.bandwidth_mbps
 
 `AsyncEdgeClient` is the same on asyncio.
@@ -33,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from rheostat.clock import Stopwatch, monotonic_s
+from rheostat.network.clients import DEFAULT_QUALITY
 from rheostat.network.estimator import BandwidthEstimator
 from rheostat.network.serving import SERVER_SHARE
 
@@ -71,13 +73,16 @@ class _State:
     mapped: bool = True  # report the end-to-end SLO, so the server maps this client
     outputs: list[dict[str, Any]] | None = None  # OIP requested outputs (None: all, raw)
     input_size: int | None = None
+    jpeg_quality: int | None = None  # as the server said (None: DEFAULT_QUALITY)
     variant: str | None = None  # the variant the server mapped this client to
     started: float = field(default_factory=monotonic_s)
 
     def now(self) -> float:
         return monotonic_s() - self.started
 
-    def parameters(self, body_bytes: int, frame_px: int | None) -> dict[str, Any]:
+    def parameters(
+        self, body_bytes: int, frame_px: int | None, quality: int | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"client_id": self.client_id}
         estimate = self.estimator.conservative_mbps(self.now())  # what deadlines plan with
         if estimate is not None:
@@ -86,6 +91,8 @@ class _State:
             params["rtt_ms"] = round(self.estimator.rtt_floor_s * 1e3, 3)
         if frame_px is not None:
             params["frame_px"] = frame_px
+        if quality is not None:
+            params["jpeg_quality"] = quality
         if self.fps is not None:
             params["fps"] = self.fps
         if self.slo_ms is not None:
@@ -97,12 +104,16 @@ class _State:
         return params
 
     def body(
-        self, tensor: dict[str, Any], raw: bytes | None, frame_px: int | None = None
+        self,
+        tensor: dict[str, Any],
+        raw: bytes | None,
+        frame_px: int | None = None,
+        quality: int | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         size = len(raw) if raw is not None else 0
         request: dict[str, Any] = {
             "inputs": [tensor],
-            "parameters": self.parameters(size + 200, frame_px),
+            "parameters": self.parameters(size + 200, frame_px, quality),
         }
         if self.outputs is not None:
             request["outputs"] = self.outputs
@@ -131,8 +142,10 @@ class _State:
         self.estimator.record(body_bytes, upload_s, self.now())
         if isinstance(params.get("input_size"), int):
             self.input_size = params["input_size"]
-        if isinstance(params.get("client_variant"), str):
+        if isinstance(params.get("client_variant"), str):  # an instruction: follow all of it
             self.variant = params["client_variant"] or None
+            quality = params.get("jpeg_quality")
+            self.jpeg_quality = quality if isinstance(quality, int) else None
         outputs = {
             o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in data.get("outputs", [])
         }
@@ -140,7 +153,7 @@ class _State:
 
 
 def encode_frame(
-    frame: np.ndarray | Image.Image, size: int | None, quality: int = 85
+    frame: np.ndarray | Image.Image, size: int | None, quality: int = DEFAULT_QUALITY
 ) -> tuple[bytes, int]:
     """A camera frame as JPEG bytes, its shorter side scaled down to `size` (None or a larger
     size: as it is; frames are never scaled up); returns the bytes and that shorter side."""
@@ -212,6 +225,11 @@ class _Client:
         return self.state.input_size
 
     @property
+    def jpeg_quality(self) -> int:
+        """The quality `infer_frame` encodes at: the server's word, or DEFAULT_QUALITY."""
+        return self.state.jpeg_quality or DEFAULT_QUALITY
+
+    @property
     def _path(self) -> str:
         return f"/v2/models/{self.state.model}/infer"
 
@@ -220,22 +238,35 @@ class EdgeClient(_Client):
     def _connect(self, url: str, timeout_s: float) -> None:
         self.http = httpx.Client(base_url=url, timeout=timeout_s)
 
-    def infer_image(self, image: bytes, frame_px: int | None = None) -> InferResult:
-        """One encoded frame (JPEG or PNG bytes); `frame_px`, its shorter side, lets the
-        server learn how many bytes this client's frames take per size."""
-        return self._send(*_image_tensor(image), frame_px)
+    def infer_image(
+        self, image: bytes, frame_px: int | None = None, quality: int | None = None
+    ) -> InferResult:
+        """One encoded frame (JPEG or PNG bytes); `frame_px` (its shorter side) and
+        `quality` (its JPEG quality) let the server learn how many bytes this client's
+        frames take per size."""
+        return self._send(*_image_tensor(image), frame_px, quality)
 
-    def infer_frame(self, frame: np.ndarray | Image.Image, quality: int = 85) -> InferResult:
-        """One camera frame (an RGB array or PIL image), sent as JPEG at the input size the
-        server last asked for (as it is before the first answer)."""
-        return self.infer_image(*encode_frame(frame, self.input_size, quality))
+    def infer_frame(
+        self, frame: np.ndarray | Image.Image, quality: int | None = None
+    ) -> InferResult:
+        """One camera frame (an RGB array or PIL image), sent as JPEG at the input size and
+        quality the server last asked for (before the first answer: as it is, at
+        DEFAULT_QUALITY); `quality` overrides the server's."""
+        q = quality or self.jpeg_quality
+        return self.infer_image(*encode_frame(frame, self.input_size, q), q)
 
     def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
         """One tensor, batch dimension included."""
         return self._send(*_array_tensor(name, array))
 
-    def _send(self, tensor: dict[str, Any], raw: bytes, frame_px: int | None = None) -> InferResult:
-        body, headers = self.state.body(tensor, raw, frame_px)
+    def _send(
+        self,
+        tensor: dict[str, Any],
+        raw: bytes,
+        frame_px: int | None = None,
+        quality: int | None = None,
+    ) -> InferResult:
+        body, headers = self.state.body(tensor, raw, frame_px, quality)
         with Stopwatch() as watch:
             response = self.http.post(self._path, content=body, headers=headers)
         return self.state.finish(response, watch.elapsed_s, len(body))
@@ -254,19 +285,28 @@ class AsyncEdgeClient(_Client):
     def _connect(self, url: str, timeout_s: float) -> None:
         self.http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
 
-    async def infer_image(self, image: bytes, frame_px: int | None = None) -> InferResult:
-        return await self._send(*_image_tensor(image), frame_px)
+    async def infer_image(
+        self, image: bytes, frame_px: int | None = None, quality: int | None = None
+    ) -> InferResult:
+        return await self._send(*_image_tensor(image), frame_px, quality)
 
-    async def infer_frame(self, frame: np.ndarray | Image.Image, quality: int = 85) -> InferResult:
-        return await self.infer_image(*encode_frame(frame, self.input_size, quality))
+    async def infer_frame(
+        self, frame: np.ndarray | Image.Image, quality: int | None = None
+    ) -> InferResult:
+        q = quality or self.jpeg_quality
+        return await self.infer_image(*encode_frame(frame, self.input_size, q), q)
 
     async def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
         return await self._send(*_array_tensor(name, array))
 
     async def _send(
-        self, tensor: dict[str, Any], raw: bytes, frame_px: int | None = None
+        self,
+        tensor: dict[str, Any],
+        raw: bytes,
+        frame_px: int | None = None,
+        quality: int | None = None,
     ) -> InferResult:
-        body, headers = self.state.body(tensor, raw, frame_px)
+        body, headers = self.state.body(tensor, raw, frame_px, quality)
         with Stopwatch() as watch:
             response = await self.http.post(self._path, content=body, headers=headers)
         return self.state.finish(response, watch.elapsed_s, len(body))

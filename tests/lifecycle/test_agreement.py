@@ -48,3 +48,21 @@ def test_agreement_with_the_reference_across_input_sizes(tmp_path: Path) -> None
     assert scoring.agreement(darkest, spec(8)) == 0.0  # never the same channel
     with pytest.raises(ValueError, match="at least one image"):
         top1_on_images(big, [], spec(16))
+
+
+def test_agreement_on_frames_as_a_client_sends_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    # smooth colour fields with a little noise: JPEG keeps the mean colour at 85, and at 5
+    # its blocks blur it enough that some images change their brightest channel
+    images = []
+    for _ in range(60):
+        base = rng.integers(60, 200, 3)
+        noise = rng.normal(0, 40, (40, 50, 3))
+        images.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+    small = colour_model(tmp_path / "small.onnx", 8, np.eye(3))
+    scoring = AgreementSet.measure(small, spec(8), images)
+    sent = scoring.sent(spec(8), 85)
+    assert len(sent) == 60 and all(min(s.shape[:2]) == 8 for s in sent)  # scaled, then JPEG
+    assert scoring.sent(spec(8), 85) is sent  # encoded once per size and quality
+    high, low = scoring.agreement(small, spec(8), 85), scoring.agreement(small, spec(8), 5)
+    assert high >= 0.9 and low < high

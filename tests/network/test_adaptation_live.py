@@ -56,6 +56,10 @@ def test_a_camera_is_mapped_and_told_what_to_send(server: Server, tmp_path: Path
     clients = httpx.get(f"{server.url}/rheostat/clients").json()["families"][FAMILY]
     (mine,) = [c for c in clients["clients"] if c["client_id"] == "cam-1"]
     assert mine["variant"] and mine["input_size"] and mine["e2e_slo_ms"] == 100
+    # every variant was scored at qualities 85, 50 and 30: the camera is told one, and
+    # sends at it
+    assert mine["jpeg_quality"] in (85, 50, 30)
+    assert {r.jpeg_quality for r in records[1:]} <= {85, 50, 30}
     assert 0 < clients["load"] <= clients["capacity"]
 
 
@@ -67,6 +71,8 @@ def test_a_camera_is_mapped_and_told_what_to_send(server: Server, tmp_path: Path
         ({"client_id": "a", "e2e_slo_ms": 100, "fps": "fast"}, "fps"),
         ({"client_id": "a", "e2e_slo_ms": 100, "frame_px": 1.5}, "frame_px"),
         ({"client_id": "a", "e2e_slo_ms": 100, "bandwidth_mbps": 0}, "bandwidth_mbps"),
+        ({"client_id": "a", "e2e_slo_ms": 100, "jpeg_quality": 0}, "jpeg_quality"),
+        ({"client_id": "a", "e2e_slo_ms": 100, "jpeg_quality": 50.5}, "jpeg_quality"),
     ],
 )
 def test_bad_client_parameters_are_refused_by_name(
@@ -108,15 +114,16 @@ def test_through_a_sagging_link_frames_shrink_and_stay_on_time(
             )  # fmt: skip
             assert done.returncode == 0, done.stderr
     at_24, at_1 = read_records(fast), read_records(slow)
-    # at 1.5 Mbit/s a 297-px frame (about 26 kB) alone takes 140 ms: the registry must
-    # have moved the camera to small frames (146 px, about 8 kB: 42 ms there; at 1 Mbit/s
-    # their 63 ms left too little of the SLO on a busy machine); after the first second,
-    # every frame is on time
+    # at 1.5 Mbit/s a 297-px frame at quality 85 (about 26 kB) alone takes 140 ms: the
+    # registry must have moved the camera to smaller frames, by size or quality (146 px at
+    # 85 is about 8 kB: 42 ms there; at 1 Mbit/s its 63 ms left too little of the SLO on a
+    # busy machine); after the first second, every frame is on time
     big = max(r.frame_px for r in at_24[5:])
     settled = [r for r in at_1 if r.captured_s >= 1.0]
     print(summarize_frames(at_24, 0.1), summarize_frames(at_1, 0.1), big,
-          sorted({r.frame_px for r in settled}))  # fmt: skip
-    assert big >= 256 and max(r.frame_px for r in settled) < big
+          sorted({(r.frame_px, r.jpeg_quality) for r in settled}))  # fmt: skip
+    assert big >= 256
+    assert max(r.frame_bytes for r in settled) < 0.5 * max(r.frame_bytes for r in at_24[5:])
     assert sum(r.on_time for r in settled) / len(settled) >= 0.95
 
 

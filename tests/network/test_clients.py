@@ -3,9 +3,19 @@ instruction follows bandwidth and load; frame sizes are learnt per client."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from rheostat.network.clients import ClientRegistry, ClientReport, Instruction, OptionCost
+from rheostat.client import encode_frame
+from rheostat.lifecycle.images import augmented_photos, sample_images
+from rheostat.network.clients import (
+    ClientRegistry,
+    ClientReport,
+    Instruction,
+    OptionCost,
+    frame_bytes_at,
+    jpeg_size,
+)
 
 # input sizes 146 / 182 / 256 px; the big variant costs more
 COSTS = [
@@ -105,3 +115,55 @@ def test_capacity_backs_off_when_the_server_misses_and_recovers_when_calm() -> N
         t += 0.1
         reg.outcome("f", True, t)
     assert reg.snapshot(t)["f"]["capacity_scale"] > 0.8  # type: ignore[index]
+
+
+def quality_registry() -> ClientRegistry:
+    # big scored at two JPEG qualities: at 30 its frames take a fraction of the bytes for a
+    # little accuracy, still well above small's
+    costs = [
+        OptionCost("small_128", 146, 0.60, 0.004, 0.003, quality=85),
+        OptionCost("small_128", 146, 0.57, 0.004, 0.003, quality=30),
+        OptionCost("big", 256, 0.90, 0.020, 0.018, quality=85),
+        OptionCost("big", 256, 0.86, 0.020, 0.018, quality=30),
+    ]
+    return ClientRegistry(lambda family: costs, lambda family: 1.0)
+
+
+def test_on_a_slow_link_a_lower_quality_keeps_the_big_input_size() -> None:
+    reg = quality_registry()
+    assert reg.report("f", report("fast", 50.0), 0.0) == Instruction("big", 256, 85)
+    # big's frame at quality 85 takes 100 ms at this rate, at quality 30 a fraction of it
+    rate = frame_bytes_at(256) * 8 / 0.100 / 1e6
+    assert jpeg_size(30) < 0.5
+    assert reg.report("f", report("slow", rate), 0.1) == Instruction("big", 256, 30)
+    clients = reg.snapshot(0.1)["f"]["clients"]  # type: ignore[index]
+    assert {c["client_id"]: c["jpeg_quality"] for c in clients} == {"fast": 85, "slow": 30}
+    # slower still, even quality 30 is too big at 256 px: small frames
+    assert reg.report("f", report("slower", rate / 4), 0.2).variant == "small_128"
+
+
+def test_frame_bytes_learnt_at_one_quality_predict_the_others() -> None:
+    reg = quality_registry()
+    # frames sent at quality 30 of a scene that takes 0.6 B/px^2 at quality 85
+    sent = int(0.6 * jpeg_size(30) * 256**2)
+    for t in range(20):
+        reg.report("f", report("c", 50.0, body_bytes=sent, frame_px=256, jpeg_quality=30), t)
+    learnt = reg.snapshot(20.0)["f"]["clients"][0]["bytes_per_px2"]  # type: ignore[index]
+    assert learnt == pytest.approx(0.6, rel=0.01)
+
+
+def test_jpeg_size_is_one_at_85_smaller_below_and_monotone() -> None:
+    shares = [jpeg_size(q) for q in (10, 30, 50, 70, 85, 95)]
+    assert jpeg_size(85) == 1.0 and shares == sorted(shares) and shares[0] < 0.5
+    assert frame_bytes_at(200, 30) < frame_bytes_at(200) == frame_bytes_at(200, 85)
+    with pytest.raises(ValueError, match="jpeg_quality 0"):
+        ClientReport("c", 0.1, 10.0, 5.0, jpeg_quality=0)
+
+
+def test_jpeg_size_is_what_the_sample_photos_measure() -> None:
+    photos = augmented_photos(list(sample_images().values()), 30, seed=5)
+    for size in (146, 256):
+        at_85 = np.mean([len(encode_frame(p, size, 85)[0]) for p in photos])
+        for quality in (30, 50, 70, 95):
+            share = np.mean([len(encode_frame(p, size, quality)[0]) for p in photos]) / at_85
+            assert share == pytest.approx(jpeg_size(quality), rel=0.1), (size, quality)

@@ -150,3 +150,47 @@ def test_invalid_yaml_and_empty_repository(tmp_path: Path) -> None:
         load_repository(tmp_path / "toy")
     with pytest.raises(RepositoryError, match="does not exist"):
         load_repository(tmp_path / "nowhere")
+
+
+def image_config(jpeg_accuracy: Any) -> dict[str, Any]:
+    data = config(input_kind="image")
+    variant = data["variants"]["small"]
+    variant["input"]["dims"] = [3, 8, 8]
+    variant["preprocessing"] = {"crop_px": 8, "resize_shorter_px": 10, "mean": [0, 0, 0],
+                                "std": [1, 1, 1], "layout": "NCHW"}  # fmt: skip
+    variant["jpeg_accuracy"] = jpeg_accuracy
+    return data
+
+
+def test_jpeg_accuracy_loads_and_round_trips(tmp_path: Path) -> None:
+    family = load_family(write(tmp_path / "a", image_config({85: 0.9, "30": 0.85})))
+    assert family.config.variants["small"].jpeg_accuracy == {85: 0.9, 30: 0.85}
+    out = tmp_path / "b" / "toy"
+    write_family_config(out, family.config)
+    (out / "small" / "1").mkdir(parents=True)
+    (out / "small" / "1" / "model.onnx").write_bytes(b"x")
+    assert load_family(out).config == family.config
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"high": 0.9}, "jpeg_accuracy.high: must be keyed by a JPEG quality (1-100)"),
+        ({0: 0.9}, "jpeg_accuracy.0: 0.9: qualities must be integers in [1, 100]"),
+        ({50: 1.2}, "jpeg_accuracy.50: 1.2: qualities must be integers in [1, 100]"),
+        ({50: "good"}, "jpeg_accuracy.50: expected"),
+    ],
+)
+def test_bad_jpeg_accuracy_is_named(tmp_path: Path, value: Any, problem: str) -> None:
+    write(tmp_path, image_config(value))
+    with pytest.raises(RepositoryError) as info:
+        load_repository(tmp_path)
+    assert problem in str(info.value), str(info.value)
+
+
+def test_jpeg_accuracy_needs_an_image_variant(tmp_path: Path) -> None:
+    data = config()
+    data["variants"]["small"]["jpeg_accuracy"] = {50: 0.8}
+    write(tmp_path, data)
+    with pytest.raises(RepositoryError, match="only a variant that takes images"):
+        load_repository(tmp_path)

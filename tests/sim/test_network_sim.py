@@ -60,3 +60,20 @@ def test_bad_runs_are_refused() -> None:
         run(CameraMode.STATIC)
     with pytest.raises(ValueError, match="not one of"):
         run(CameraMode.STATIC, static="huge")
+
+
+def test_a_lower_jpeg_quality_keeps_accuracy_through_the_sag() -> None:
+    # the same variants scored at quality 30 too: a little less accurate, far fewer bytes.
+    # Through the sag, sizes alone must fall to small's 146 px; with quality as a second
+    # knob, mid or big frames at quality 30 still fit
+    scored = [
+        SimVariant(v.name, v.accuracy, v.input_size, v.latency_s,
+                   {85: v.accuracy, 30: v.accuracy - 0.03})
+        for v in VARIANTS
+    ]  # fmt: skip
+    cams = [SimClient(f"c{i}", SAGGING, fps=10.0) for i in range(8)]
+    sizes_only = simulate_clients(cams, VARIANTS, 2, CameraMode.ADAPTIVE, seconds=30.0)
+    both = simulate_clients(cams, scored, 2, CameraMode.ADAPTIVE, seconds=30.0)
+    print(sizes_only, both)
+    assert both["on_time"] >= 0.99
+    assert both["accuracy"] > sizes_only["accuracy"] + 0.01

@@ -253,6 +253,8 @@ class OipApi:
         entry: dict[str, Any] = {"accuracy": v.accuracy, "accuracy_source": v.accuracy_source}
         if v.preprocessing is not None:
             entry["input_size"] = v.preprocessing.resize_shorter_px
+        if v.jpeg_accuracy:
+            entry["jpeg_accuracy"] = {str(q): a for q, a in sorted(v.jpeg_accuracy.items())}
         latency = [
             LatencyProfile(points).latency_s(1)
             for replica, points in self.engine.base_profiles.items()
@@ -306,6 +308,8 @@ class OipApi:
         if instruction is not None:  # what the client should send next
             if instruction.input_size:
                 response.parameters["input_size"] = instruction.input_size
+            if instruction.jpeg_quality is not None:
+                response.parameters["jpeg_quality"] = instruction.jpeg_quality
             response.parameters["client_variant"] = instruction.variant or ""
         # by the server's clock alone, so a client can tell its upload from the rest:
         # receiving the body, and everything from the handler's start to the answer

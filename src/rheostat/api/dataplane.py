@@ -213,6 +213,11 @@ def client_report(request: InferRequest, body_bytes: int) -> ClientReport | None
     frame_px = _number(params, "frame_px", 1, 100_000)
     if frame_px is not None and frame_px != int(frame_px):
         raise InvalidRequestError(f"parameter frame_px={params['frame_px']!r} must be an integer")
+    quality = _number(params, "jpeg_quality", 1, 100)
+    if quality is not None and quality != int(quality):
+        raise InvalidRequestError(
+            f"parameter jpeg_quality={params['jpeg_quality']!r} must be an integer"
+        )
     return ClientReport(
         client_id=client_id,
         slo_s=slo_ms / 1e3,
@@ -221,6 +226,7 @@ def client_report(request: InferRequest, body_bytes: int) -> ClientReport | None
         rtt_s=(_number(params, "rtt_ms", 0.0, 1e5) or 0.0) / 1e3,
         body_bytes=body_bytes,
         frame_px=int(frame_px) if frame_px is not None else None,
+        jpeg_quality=int(quality) if quality is not None else None,
     )
 
 
@@ -266,6 +272,16 @@ def _classification(scores: np.ndarray, k: int, labels: tuple[str, ...]) -> np.n
     return out
 
 
+def _accuracy(family: Family, request: InferRequest, outcome: InferOutcome) -> float:
+    """The variant's accuracy on this request's input: at the JPEG quality an edge client
+    says it sent, where the variant was scored at that quality."""
+    quality = request.parameters.get("jpeg_quality")
+    variant = family.config.variants.get(outcome.variant)
+    if isinstance(quality, int | float) and not isinstance(quality, bool) and variant:
+        return variant.jpeg_accuracy.get(int(quality), outcome.accuracy)
+    return outcome.accuracy
+
+
 def build_response(
     model_name: str, family: Family, request: InferRequest, outcome: InferOutcome
 ) -> InferResponse:
@@ -282,7 +298,7 @@ def build_response(
     finished = max(r.finished_s for r in outcome.results)
     params: dict[str, Any] = {
         "variant": f"{outcome.family}.{outcome.variant}",
-        "accuracy": round(outcome.accuracy, 6),
+        "accuracy": round(_accuracy(family, request, outcome), 6),
         "device": outcome.results[0].device,
         "queue_ms": round(max(r.queue_s for r in outcome.results) * 1e3, 3),
         "compute_ms": round(max(r.compute_s for r in outcome.results) * 1e3, 3),

@@ -6,18 +6,23 @@ most accurate variant), as Jellyfish scores its input-size variants against a re
 model. Every model sees the same uint8 images (`images.augmented_photos`), each preprocessed
 by that model's own spec, so that variants with different input sizes are compared on the
 same pictures; the reference scores 1 by definition.
+
+`agreement(..., jpeg_quality=q)` scores a variant on what an edge client would send it: each
+image scaled to the variant's input size and JPEG-encoded at quality `q` by the client's own
+`encode_frame`, then decoded and preprocessed as the server does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rheostat.lifecycle.images import preprocess_image
+from rheostat.client import encode_frame
+from rheostat.lifecycle.images import decode_image, preprocess_image
 from rheostat.lifecycle.quantize import top1_classes
 from rheostat.repository.schema import ImagePreprocessing
 
@@ -39,6 +44,9 @@ class AgreementSet:
 
     images: tuple[NDArray[np.uint8], ...]
     reference: NDArray[np.int64]
+    _sent: dict[tuple[int, int], tuple[NDArray[np.uint8], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )  # (size, quality) -> the images as a client sends them, decoded
 
     @classmethod
     def measure(
@@ -47,7 +55,21 @@ class AgreementSet:
         """The set of `images` scored against the model at `reference` (input as `spec`)."""
         return cls(tuple(images), top1_on_images(reference, images, spec))
 
-    def agreement(self, model: Path, spec: ImagePreprocessing) -> float:
+    def agreement(
+        self, model: Path, spec: ImagePreprocessing, jpeg_quality: int | None = None
+    ) -> float:
         """Fraction of the images (0..1) on which `model` (input as `spec`) picks the
-        reference's class."""
-        return float(np.mean(top1_on_images(model, self.images, spec) == self.reference))
+        reference's class; with `jpeg_quality`, on the images as a client sends them."""
+        images = self.images if jpeg_quality is None else self.sent(spec, jpeg_quality)
+        return float(np.mean(top1_on_images(model, images, spec) == self.reference))
+
+    def sent(self, spec: ImagePreprocessing, quality: int) -> tuple[NDArray[np.uint8], ...]:
+        """The images as an edge client sends them to a variant of input `spec`: scaled to
+        its input size, JPEG at `quality` (decoded again)."""
+        key = (spec.resize_shorter_px, quality)
+        if key not in self._sent:
+            self._sent[key] = tuple(
+                np.asarray(decode_image(encode_frame(image, key[0], quality)[0]), np.uint8)
+                for image in self.images
+            )
+        return self._sent[key]

@@ -57,6 +57,10 @@ REFERENCE = "lite2"  # the most accurate variant: every accuracy is agreement wi
 AGREEMENT_IMAGES = 300
 AGREEMENT_SEED = 3
 REFERENCE_PX = LITE_VARIANTS[REFERENCE].image_px
+JPEG_QUALITIES = (85, 50, 30)
+"""The qualities each variant is also scored at, on the images as an edge client sends them
+(scaled to its input size, JPEG): the client mapping's second knob, fewer bytes for some
+accuracy (`VariantConfig.jpeg_accuracy`)."""
 ACCURACY_SOURCE = (
     f"measured: top-1 agreement with {REFERENCE} at {REFERENCE_PX} px on {AGREEMENT_IMAGES} "
     "augmented sample photos (random crops at random scales, horizontal flips), each "
@@ -159,7 +163,8 @@ def _agreement_set(
 def _scored(built: _Built, family_dir: Path, scoring: AgreementSet) -> VariantConfig:
     """The config of a built variant, its accuracy its top-1 agreement with REFERENCE."""
     spec = lite_preprocessing(built.image_px)
-    agreement = scoring.agreement(model_path(family_dir, built.name), spec)
+    path = model_path(family_dir, built.name)
+    agreement = scoring.agreement(path, spec)
     return VariantConfig(
         name=built.name,
         accuracy=round(agreement, 4),
@@ -167,6 +172,7 @@ def _scored(built: _Built, family_dir: Path, scoring: AgreementSet) -> VariantCo
         input=TensorSpec("input", "TYPE_FP32", (3, built.image_px, built.image_px)),
         preprocessing=spec,
         metadata=built.metadata,
+        jpeg_accuracy={q: round(scoring.agreement(path, spec, q), 4) for q in JPEG_QUALITIES},
     )
 
 

@@ -2,12 +2,12 @@
 four modes, each frame's fate recorded. `rheostat camera` runs it (inside a shaped network
 namespace in the benchmarks and tests); the simulator models the same modes.
 
-* `adaptive` (rheostat): reports its link and SLO; sends at the input size the server maps
-  it to, and the server serves it with the mapped variant;
-* `static`: one variant for every frame, at that variant's input size;
-* `client`: client-only adaptation: each frame's variant and size is the most accurate
-  whose upload, at the client's own conservative estimate, and inference fit the SLO
-  (`map_clients` for this one client, blind to the server's load);
+* `adaptive` (rheostat): reports its link and SLO; sends at the input size and JPEG quality
+  the server maps it to, and the server serves it with the mapped variant;
+* `static`: one variant for every frame, at that variant's input size (quality 85);
+* `client`: client-only adaptation: each frame's variant, size and quality is the most
+  accurate whose upload, at the client's own conservative estimate, and inference fit the
+  SLO (`map_clients` for this one client, blind to the server's load);
 * `server`: server-only adaptation: frames at the largest input size, the variant chosen by
   the server's plan (Proteus-like), no data adaptation.
 
@@ -21,8 +21,8 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import numpy as np
 
 from rheostat.client import AsyncEdgeClient, RequestFailed, encode_frame
 from rheostat.clock import WallClock, monotonic_s
-from rheostat.network.clients import frame_bytes_at
+from rheostat.network.clients import DEFAULT_QUALITY, frame_bytes_at
 from rheostat.network.estimator import BandwidthEstimator
 from rheostat.network.mapping import ClientState, Option, map_clients
 
@@ -45,8 +45,6 @@ __all__ = [
     "run_camera",
     "summarize_frames",
 ]
-
-JPEG_QUALITY = 85
 
 
 class CameraMode(StrEnum):
@@ -62,6 +60,11 @@ class VariantInfo:
     accuracy: float
     input_size: int
     latency_s: float
+    jpeg_accuracy: Mapping[int, float] = field(default_factory=dict)  # by quality, if scored
+
+    def accuracy_at(self, quality: int | None) -> float:
+        """Its accuracy on frames sent at JPEG `quality` (its own accuracy if not scored)."""
+        return self.jpeg_accuracy.get(quality, self.accuracy) if quality else self.accuracy
 
 
 @dataclass(frozen=True)
@@ -78,38 +81,50 @@ class FrameRecord:
     upload_ms: float = 0.0  # as the client measured it
     queue_ms: float = 0.0  # as the server reported it
     compute_ms: float = 0.0
+    jpeg_quality: int = DEFAULT_QUALITY
 
 
 def family_variants(metadata: dict[str, Any]) -> list[VariantInfo]:
     """The family's image variants, from the server's model metadata."""
     variants = metadata["parameters"]["variants"]
     return [
-        VariantInfo(name, v["accuracy"], v["input_size"], v.get("latency_ms", 0.0) / 1e3)
+        VariantInfo(
+            name, v["accuracy"], v["input_size"], v.get("latency_ms", 0.0) / 1e3,
+            {int(q): a for q, a in v.get("jpeg_accuracy", {}).items()},
+        )
         for name, v in variants.items()
         if "input_size" in v
-    ]
+    ]  # fmt: skip
+
+
+def _by_quality(variant: VariantInfo) -> dict[int | None, float]:
+    scored: dict[int | None, float] = dict(variant.jpeg_accuracy.items())
+    return scored or {None: variant.accuracy}
 
 
 def client_only_choice(
     estimator: BandwidthEstimator, slo_s: float, now: float, variants: Sequence[VariantInfo]
-) -> VariantInfo:
-    """Client-only adaptation: the most accurate variant whose frame uploads at this
-    client's own conservative estimate and is inferred within the SLO (the smallest until
-    the client has an estimate). Blind to the server's load. Pure: the simulator calls it."""
-    smallest = min(variants, key=lambda v: v.input_size)
-    mbps = estimator.conservative_mbps(now)
-    if mbps is None:
-        return smallest
-    rtt = 0.0 if math.isinf(estimator.rtt_floor_s) else estimator.rtt_floor_s
-    me = ClientState("me", mbps, slo_s, 1.0, rtt)
+) -> tuple[VariantInfo, int | None]:
+    """Client-only adaptation: the most accurate variant and JPEG quality whose frame
+    uploads at this client's own conservative estimate and is inferred within the SLO (the
+    smallest frames until the client has an estimate). Blind to the server's load. Pure:
+    the simulator calls it."""
     by_name = {v.name: v for v in variants}
     options = [
-        Option(v.name, v.input_size, v.accuracy, frame_bytes_at(v.input_size), v.latency_s,
-               v.latency_s)
+        Option(v.name, v.input_size, a, frame_bytes_at(v.input_size, q), v.latency_s,
+               v.latency_s, quality=q)
         for v in variants
+        for q, a in _by_quality(v).items()
     ]  # fmt: skip
-    chosen = map_clients([me], options, math.inf).choice["me"]
-    return by_name[chosen.variant] if chosen is not None else smallest
+    smallest = min(options, key=lambda o: o.frame_bytes)
+    mbps = estimator.conservative_mbps(now)
+    chosen = None
+    if mbps is not None:
+        rtt = 0.0 if math.isinf(estimator.rtt_floor_s) else estimator.rtt_floor_s
+        me = ClientState("me", mbps, slo_s, 1.0, rtt)
+        chosen = map_clients([me], options, math.inf).choice["me"]
+    pick = chosen or smallest
+    return by_name[pick.variant], pick.quality
 
 
 class _Camera:
@@ -135,34 +150,37 @@ class _Camera:
         self.variant = variant
         self.smallest = min(self.variants, key=lambda v: v.input_size).input_size
         self.largest = max(self.variants, key=lambda v: v.input_size).input_size
-        self.encoded: dict[tuple[int, int], tuple[bytes, int]] = {}
+        self.encoded: dict[tuple[int, int, int], tuple[bytes, int]] = {}
         self.records: list[FrameRecord] = []
 
-    def choose(self) -> tuple[str, int]:
-        """The model to ask and the input size to send this frame at."""
+    def choose(self) -> tuple[str, int, int]:
+        """The model to ask, and the input size and JPEG quality to send this frame at."""
         if self.mode is CameraMode.ADAPTIVE:
-            return self.family, self.client.input_size or self.smallest
+            return self.family, self.client.input_size or self.smallest, self.client.jpeg_quality
         if self.mode is CameraMode.STATIC and self.variant is not None:
-            return f"{self.family}.{self.variant}", self.by_name[self.variant].input_size
+            size = self.by_name[self.variant].input_size
+            return f"{self.family}.{self.variant}", size, DEFAULT_QUALITY
         if self.mode is CameraMode.CLIENT:
             state = self.client.state
-            choice = client_only_choice(state.estimator, self.slo_s, state.now(), self.variants)
-            return f"{self.family}.{choice.name}", choice.input_size
-        return self.family, self.largest
+            choice, quality = client_only_choice(
+                state.estimator, self.slo_s, state.now(), self.variants
+            )
+            return f"{self.family}.{choice.name}", choice.input_size, quality or DEFAULT_QUALITY
+        return self.family, self.largest, DEFAULT_QUALITY
 
-    def frame(self, index: int, size: int) -> tuple[bytes, int]:
-        key = (index % len(self.frames), size)
+    def frame(self, index: int, size: int, quality: int) -> tuple[bytes, int]:
+        key = (index % len(self.frames), size, quality)
         if key not in self.encoded:  # a camera encodes each frame once: cache the photos
-            self.encoded[key] = encode_frame(self.frames[key[0]], size, JPEG_QUALITY)
+            self.encoded[key] = encode_frame(self.frames[key[0]], size, quality)
         return self.encoded[key]
 
     async def send(self, index: int, captured: float, started: float) -> None:
-        model, size = self.choose()
-        data, px = self.frame(index, size)
+        model, size, quality = self.choose()
+        data, px = self.frame(index, size, quality)
         self.client.state.model = model  # read before the request's first await
         status, served, accuracy, times = 0, "", 0.0, (0.0, 0.0, 0.0)
         try:
-            result = await self.client.infer_image(data, px)
+            result = await self.client.infer_image(data, px, quality)
             status, served = 200, str(result.parameters.get("variant", ""))
             params = result.parameters
             accuracy = float(params.get("accuracy", 0.0))
@@ -179,7 +197,7 @@ class _Camera:
         self.records.append(
             FrameRecord(self.client.state.client_id, round(captured, 4), status, e2e,
                         status == 200 and e2e <= self.slo_s, served, accuracy, px, len(data),
-                        *times)
+                        *times, quality)
         )  # fmt: skip
 
 
@@ -256,4 +274,8 @@ def summarize_frames(records: Sequence[FrameRecord], slo_s: float) -> dict[str, 
         "p99_ms": float(np.percentile(e2e, 99) * 1e3),
         "accuracy": float(np.mean([r.accuracy for r in answered])) if answered else 0.0,
         "slo_ms": slo_s * 1e3,
+        "qualities": {
+            q: round(sum(r.jpeg_quality == q for r in answered) / len(answered), 4)
+            for q in sorted({r.jpeg_quality for r in answered})
+        },
     }

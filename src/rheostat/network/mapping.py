@@ -1,6 +1,7 @@
-"""Collective client mapping: which (variant, input size) each edge client should use so
-that upload + queueing + inference fits its end-to-end SLO, maximising frame-rate-weighted
-accuracy within the devices' capacity (Jellyfish's problem, RTSS'22).
+"""Collective client mapping: which (variant, input size, JPEG quality) each edge client
+should use so that upload + queueing + inference fits its end-to-end SLO, maximising
+frame-rate-weighted accuracy within the devices' capacity (Jellyfish's problem, RTSS'22,
+which adapts the input size only; the quality is a second knob on the bytes sent).
 
 Pure: it takes plain data (clients' conservative bandwidth estimates, SLOs and frame rates;
 the options with their accuracy, frame size and costs) and returns a mapping, so the server
@@ -64,6 +65,7 @@ class Option:
     latency_s: float  # inference of one frame (in a batch the server forms), queue excluded
     cost_s: float  # device-seconds per frame at the batch size the server runs
     batch_s: float = 0.0  # how long one of its batches holds a device (others wait behind)
+    quality: int | None = None  # the JPEG quality frames are sent at (None: the client's own)
 
     def upload_s(self, client: ClientState) -> float:
         return self.frame_bytes * client.frame_scale * 8 / (client.bandwidth_mbps * 1e6)

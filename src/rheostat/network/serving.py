@@ -24,6 +24,7 @@ __all__ = [
     "SERVER_SHARE",
     "engine_registry",
     "family_options",
+    "image_options",
     "option_cost",
 ]
 
@@ -47,23 +48,37 @@ def family_options(
     accuracy: Mapping[str, float],
     profiles: Mapping[str, Sequence[LatencyProfile]],
 ) -> list[OptionCost]:
-    """One option per variant with a profile: an image variant at its input size (the
-    shorter side its preprocessing resizes to), a tensor variant at its tensor's bytes. A
-    variant's latency and cost are its slowest device's."""
+    """The options of every variant with a profile: an image variant at its input size (the
+    shorter side its preprocessing resizes to), once per JPEG quality it was scored at (or
+    once, at the client's own quality), a tensor variant at its tensor's bytes. A variant's
+    latency and cost are its slowest device's."""
     options = []
     for name, variant in config.variants.items():
         measured = profiles.get(name)
         if not measured:
             continue
+        score = accuracy.get(name, variant.accuracy)
         if config.input_kind is InputKind.IMAGE and variant.preprocessing is not None:
-            size, frame_bytes = variant.preprocessing.resize_shorter_px, None
+            size = variant.preprocessing.resize_shorter_px
+            options += image_options(name, size, score, variant.jpeg_accuracy, measured)
         else:
             spec = variant.input
-            size = 0
             frame_bytes = math.prod(abs(d) for d in spec.dims) * spec.numpy_dtype.itemsize
-        score = accuracy.get(name, variant.accuracy)
-        options.append(option_cost(name, size, score, measured, frame_bytes))
+            options.append(option_cost(name, 0, score, measured, frame_bytes))
     return options
+
+
+def image_options(
+    name: str,
+    size_px: int,
+    accuracy: float,
+    jpeg_accuracy: Mapping[int, float],
+    profiles: Sequence[LatencyProfile],
+) -> list[OptionCost]:
+    """An image variant's options: one per JPEG quality it was scored at, with that
+    accuracy; none scored, one at the client's own quality (`accuracy`)."""
+    qualities: dict[int | None, float] = dict(jpeg_accuracy.items()) or {None: accuracy}
+    return [option_cost(name, size_px, a, profiles, quality=q) for q, a in qualities.items()]
 
 
 def option_cost(
@@ -72,6 +87,8 @@ def option_cost(
     accuracy: float,
     profiles: Sequence[LatencyProfile],
     frame_bytes: int | None = None,
+    *,
+    quality: int | None = None,
 ) -> OptionCost:
     """A variant's option on the slowest of the devices whose `profiles` are given: a frame
     runs in a batch of COST_BATCH (its latency, and how long the batch holds the device) and
@@ -80,7 +97,9 @@ def option_cost(
     deadlines allow, so what frames waited tells how much slack there was, not what is
     needed."""
     batch = max(p.latency_s(COST_BATCH) for p in profiles)
-    return OptionCost(name, size_px, accuracy, batch, batch / COST_BATCH, frame_bytes, batch)
+    return OptionCost(
+        name, size_px, accuracy, batch, batch / COST_BATCH, frame_bytes, batch, quality
+    )
 
 
 def engine_registry(engine: Engine) -> ClientRegistry:

@@ -185,6 +185,7 @@ def _preprocessing(r: _Reader, value: object, name: str) -> ImagePreprocessing:
 
 _VARIANT_FIELDS = {
     "accuracy", "accuracy_source", "input", "preprocessing", "metadata", "stages", "output",
+    "jpeg_accuracy",
 }  # fmt: skip
 _STAGE_FIELDS = {"model", "output", "threshold", "carry", "reach"}
 
@@ -226,7 +227,18 @@ def _variant(r: _Reader, variant: str, value: object) -> VariantConfig:
         metadata=dict(r.mapping(metadata, f"{name}.metadata")),
         stages=_stages(r, data["stages"], f"{name}.stages") if "stages" in data else (),
         output=r.typed(data["output"], f"{name}.output", str) if "output" in data else None,
+        jpeg_accuracy=_jpeg_accuracy(r, data.get("jpeg_accuracy", {}), f"{name}.jpeg_accuracy"),
     )
+
+
+def _jpeg_accuracy(r: _Reader, value: object, where: str) -> dict[int, float]:
+    """{quality: accuracy}; YAML may write the qualities as strings."""
+    out: dict[int, float] = {}
+    for quality, score in r.mapping(value, where).items():
+        if not str(quality).isdigit():
+            raise r.fail(f"{where}.{quality}", "must be keyed by a JPEG quality (1-100)")
+        out[int(quality)] = float(r.typed(score, f"{where}.{quality}", (int, float)))
+    return out
 
 
 def _dynamic_batching(r: _Reader, value: object) -> DynamicBatching:
@@ -336,7 +348,7 @@ def _versions(family_dir: Path, config: VariantConfig, config_path: Path) -> tup
     return tuple(versions)
 
 
-_VERSION_FIELDS = {"accuracy", "accuracy_source", "metadata", "stages"}
+_VERSION_FIELDS = {"accuracy", "accuracy_source", "metadata", "stages", "jpeg_accuracy"}
 
 
 def _served(config: VariantConfig, version_dir: Path) -> VariantConfig:
@@ -353,6 +365,8 @@ def _served(config: VariantConfig, version_dir: Path) -> VariantConfig:
     changes: dict[str, Any] = {}
     if "accuracy" in data:
         changes["accuracy"] = float(r.typed(data["accuracy"], "accuracy", (int, float)))
+        # the family's figures per JPEG quality were the old version's: unknown now
+        changes["jpeg_accuracy"] = _jpeg_accuracy(r, data.get("jpeg_accuracy", {}), "jpeg_accuracy")
     if "accuracy_source" in data:
         changes["accuracy_source"] = r.typed(data["accuracy_source"], "accuracy_source", str)
     if "metadata" in data:
@@ -480,6 +494,8 @@ def family_to_dict(config: FamilyConfig, labels_file: str | None = None) -> dict
             entry["metadata"] = _plain(v.metadata)
         if v.output is not None:
             entry["output"] = v.output
+        if v.jpeg_accuracy:
+            entry["jpeg_accuracy"] = {q: round(a, 6) for q, a in sorted(v.jpeg_accuracy.items())}
         if v.stages:
             entry["stages"] = [
                 {k: x for k, x in dataclasses.asdict(s).items() if x is not None} for s in v.stages

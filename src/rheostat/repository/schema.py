@@ -171,9 +171,25 @@ class VariantConfig:
     output: str | None = None
     """The model's class-score output when it is not the family's (a multi-exit network's
     exit); answers still carry the family's output name."""
+    jpeg_accuracy: dict[int, float] = field(default_factory=dict)
+    """An image variant's accuracy (measured as `accuracy_source` says) when its frames come
+    as JPEG at each of these qualities, resized to its input size by the client: what an
+    edge client's mapping may trade for fewer bytes on a slow link. Empty: not measured
+    (a client is then only told the input size)."""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.accuracy <= 1.0, "accuracy", f"{self.accuracy} must be in [0, 1]")
+        for quality, score in self.jpeg_accuracy.items():
+            _check(
+                isinstance(quality, int) and 1 <= quality <= 100 and 0.0 <= score <= 1.0,
+                f"jpeg_accuracy.{quality}",
+                f"{score}: qualities must be integers in [1, 100] and accuracies in [0, 1]",
+            )
+        _check(
+            not self.jpeg_accuracy or self.preprocessing is not None,
+            "jpeg_accuracy",
+            "only a variant that takes images (has preprocessing) is sent JPEG frames",
+        )
         _check(bool(self.accuracy_source), "accuracy_source", "must say how accuracy was obtained")
         if self.stages:
             _check(len(self.stages) >= 2, "stages", "a staged variant needs at least 2 stages")

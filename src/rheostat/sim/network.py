@@ -40,9 +40,16 @@ from rheostat.network.camera import (
     client_only_choice,
     summarize_frames,
 )
-from rheostat.network.clients import ClientRegistry, ClientReport, Instruction, OptionCost
+from rheostat.network.clients import (
+    DEFAULT_QUALITY,
+    ClientRegistry,
+    ClientReport,
+    Instruction,
+    OptionCost,
+    jpeg_size,
+)
 from rheostat.network.estimator import BandwidthEstimator
-from rheostat.network.serving import HEADROOM, SERVER_SHARE, option_cost
+from rheostat.network.serving import COST_BATCH, HEADROOM, SERVER_SHARE, image_options
 from rheostat.network.traces import BandwidthTrace
 from rheostat.plan import Plan, Replica
 from rheostat.profiling import LatencyProfile
@@ -62,6 +69,10 @@ class SimVariant:
     accuracy: float
     input_size: int  # the shorter side of the frames it wants
     latency_s: dict[int, float]  # median batch latency on one device, by batch size
+    jpeg_accuracy: dict[int, float] = field(default_factory=dict)  # by JPEG quality
+
+    def accuracy_at(self, quality: int | None) -> float:
+        return self.jpeg_accuracy.get(quality, self.accuracy) if quality else self.accuracy
 
 
 @dataclass(frozen=True)
@@ -136,8 +147,11 @@ class _Server:
 
 def _option_costs(variants: Sequence[SimVariant]) -> list[OptionCost]:
     return [
-        option_cost(v.name, v.input_size, v.accuracy, [LatencyProfile(v.latency_s)])
+        option
         for v in variants
+        for option in image_options(
+            v.name, v.input_size, v.accuracy, v.jpeg_accuracy, [LatencyProfile(v.latency_s)]
+        )
     ]
 
 
@@ -161,30 +175,38 @@ class _Run:
         self.registry = ClientRegistry(
             lambda family: costs, lambda family: devices * (1 - HEADROOM)
         )
-        self.infos = [VariantInfo(c.variant, c.accuracy, c.size_px, c.latency_s) for c in costs]
+        self.infos = [
+            VariantInfo(v.name, v.accuracy, v.input_size, LatencyProfile(v.latency_s).latency_s(
+                COST_BATCH), v.jpeg_accuracy)
+            for v in variants
+        ]  # fmt: skip
         self.smallest = min(v.input_size for v in variants)
         self.largest = max(v.input_size for v in variants)
         self.records: list[FrameRecord] = []
 
-    def choose(self, camera: _Camera, now: float) -> tuple[str | None, int]:
-        """(pinned variant or None, input size) of the next frame."""
+    def choose(self, camera: _Camera, now: float) -> tuple[str | None, int, int | None]:
+        """(pinned variant or None, input size, JPEG quality) of the next frame."""
         if self.mode is CameraMode.ADAPTIVE:
-            return None, camera.instruction.input_size if camera.instruction else self.smallest
+            told = camera.instruction
+            if told is None:
+                return None, self.smallest, None
+            return None, told.input_size, told.jpeg_quality
         if self.mode is CameraMode.STATIC and self.static_variant is not None:
-            return self.static_variant, self.by_name[self.static_variant].input_size
+            return self.static_variant, self.by_name[self.static_variant].input_size, None
         if self.mode is CameraMode.CLIENT:
-            pick = client_only_choice(camera.estimator, camera.spec.slo_s, now, self.infos)
-            return pick.name, pick.input_size
-        return None, self.largest
+            pick, quality = client_only_choice(camera.estimator, camera.spec.slo_s, now, self.infos)
+            return pick.name, pick.input_size, quality
+        return None, self.largest, None
 
     def capture(self, camera: _Camera, captured: float) -> None:
         spec, now = camera.spec, self.clock.now()
-        pinned, size = self.choose(camera, now)
-        nbytes = max(round(spec.bytes_per_px2 * size**2), 1)
+        pinned, size, quality = self.choose(camera, now)
+        share = jpeg_size(quality or DEFAULT_QUALITY)
+        nbytes = max(round(spec.bytes_per_px2 * size**2 * share), 1)
         start = max(now, camera.link_free_s)
         upload = nbytes * 8 / (max(spec.trace.at(start, spec.offset_s), 0.05) * 1e6)
         camera.link_free_s = start + upload
-        frame = _Frame(camera, captured, pinned, size, nbytes, upload)
+        frame = _Frame(camera, captured, pinned, size, nbytes, upload, quality)
         self.clock.call_at(start + upload + spec.rtt_s / 2, functools.partial(self.arrived, frame))
         following = captured + 1 / spec.fps
         if following < self.seconds:
@@ -197,7 +219,7 @@ class _Run:
             report = ClientReport(
                 spec.client_id, spec.slo_s, spec.fps,
                 frame.camera.estimator.conservative_mbps(now), spec.rtt_s, frame.nbytes,
-                frame.size,
+                frame.size, frame.quality,
             )  # fmt: skip
             frame.instruction = self.registry.report(FAMILY, report, now)
             prefer = frame.instruction.variant
@@ -225,13 +247,15 @@ class _Run:
             variant = outcome.variant.partition(".")[2]
             record = FrameRecord(
                 spec.client_id, frame.captured, 200, e2e, e2e <= spec.slo_s + 1e-9, variant,
-                self.by_name[variant].accuracy, frame.size, frame.nbytes, frame.upload_s * 1e3,
-                outcome.queue_s * 1e3, outcome.compute_s * 1e3,
+                self.by_name[variant].accuracy_at(frame.quality), frame.size, frame.nbytes,
+                frame.upload_s * 1e3, outcome.queue_s * 1e3, outcome.compute_s * 1e3,
+                frame.quality or DEFAULT_QUALITY,
             )  # fmt: skip
         else:
             record = FrameRecord(
                 spec.client_id, frame.captured, outcome.http_status, e2e, False, "", 0.0,
                 frame.size, frame.nbytes, frame.upload_s * 1e3,
+                jpeg_quality=frame.quality or DEFAULT_QUALITY,
             )  # fmt: skip
         self.records.append(record)
         frame.camera.estimator.record(frame.nbytes, frame.upload_s + spec.rtt_s, back)
@@ -247,6 +271,7 @@ class _Frame:
     size: int
     nbytes: int
     upload_s: float
+    quality: int | None  # the JPEG quality it was sent at (None: 85)
     instruction: Instruction | None = None
 
 
