@@ -62,10 +62,6 @@ class VariantInfo:
     latency_s: float
     jpeg_accuracy: Mapping[int, float] = field(default_factory=dict)  # by quality, if scored
 
-    def accuracy_at(self, quality: int | None) -> float:
-        """Its accuracy on frames sent at JPEG `quality` (its own accuracy if not scored)."""
-        return self.jpeg_accuracy.get(quality, self.accuracy) if quality else self.accuracy
-
 
 @dataclass(frozen=True)
 class FrameRecord:

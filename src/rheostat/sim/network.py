@@ -72,7 +72,9 @@ class SimVariant:
     jpeg_accuracy: dict[int, float] = field(default_factory=dict)  # by JPEG quality
 
     def accuracy_at(self, quality: int | None) -> float:
-        return self.jpeg_accuracy.get(quality, self.accuracy) if quality else self.accuracy
+        """On frames sent at JPEG `quality` (None: DEFAULT_QUALITY, as every camera mode but
+        rheostat's sends them); `accuracy` where not scored at that quality."""
+        return self.jpeg_accuracy.get(quality or DEFAULT_QUALITY, self.accuracy)
 
 
 @dataclass(frozen=True)
