@@ -229,6 +229,14 @@ class _Client:
         """The quality `infer_frame` encodes at: the server's word, or DEFAULT_QUALITY."""
         return self.state.jpeg_quality or DEFAULT_QUALITY
 
+    def _encoded(
+        self, frame: np.ndarray | Image.Image, quality: int | None
+    ) -> tuple[bytes, int, int]:
+        """`frame` as JPEG at the server's input size and `quality` (None: the server's);
+        returns the bytes, the frame's shorter side and the quality."""
+        q = quality or self.jpeg_quality
+        return (*encode_frame(frame, self.input_size, q), q)
+
     @property
     def _path(self) -> str:
         return f"/v2/models/{self.state.model}/infer"
@@ -252,8 +260,7 @@ class EdgeClient(_Client):
         """One camera frame (an RGB array or PIL image), sent as JPEG at the input size and
         quality the server last asked for (before the first answer: as it is, at
         DEFAULT_QUALITY); `quality` overrides the server's."""
-        q = quality or self.jpeg_quality
-        return self.infer_image(*encode_frame(frame, self.input_size, q), q)
+        return self.infer_image(*self._encoded(frame, quality))
 
     def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
         """One tensor, batch dimension included."""
@@ -293,8 +300,7 @@ class AsyncEdgeClient(_Client):
     async def infer_frame(
         self, frame: np.ndarray | Image.Image, quality: int | None = None
     ) -> InferResult:
-        q = quality or self.jpeg_quality
-        return await self.infer_image(*encode_frame(frame, self.input_size, q), q)
+        return await self.infer_image(*self._encoded(frame, quality))
 
     async def infer_tensor(self, array: np.ndarray, name: str = "input") -> InferResult:
         return await self._send(*_array_tensor(name, array))

@@ -32,7 +32,7 @@ import numpy as np
 
 from rheostat.client import AsyncEdgeClient, RequestFailed, encode_frame
 from rheostat.clock import WallClock, monotonic_s
-from rheostat.network.clients import DEFAULT_QUALITY, frame_bytes_at
+from rheostat.network.clients import DEFAULT_QUALITY, by_quality, frame_bytes_at
 from rheostat.network.estimator import BandwidthEstimator
 from rheostat.network.mapping import ClientState, Option, map_clients
 
@@ -93,11 +93,6 @@ def family_variants(metadata: dict[str, Any]) -> list[VariantInfo]:
     ]  # fmt: skip
 
 
-def _by_quality(variant: VariantInfo) -> dict[int | None, float]:
-    scored: dict[int | None, float] = dict(variant.jpeg_accuracy.items())
-    return scored or {None: variant.accuracy}
-
-
 def client_only_choice(
     estimator: BandwidthEstimator, slo_s: float, now: float, variants: Sequence[VariantInfo]
 ) -> tuple[VariantInfo, int | None]:
@@ -110,7 +105,7 @@ def client_only_choice(
         Option(v.name, v.input_size, a, frame_bytes_at(v.input_size, q), v.latency_s,
                v.latency_s, quality=q)
         for v in variants
-        for q, a in _by_quality(v).items()
+        for q, a in by_quality(v.accuracy, v.jpeg_accuracy).items()
     ]  # fmt: skip
     smallest = min(options, key=lambda o: o.frame_bytes)
     mbps = estimator.conservative_mbps(now)

@@ -42,6 +42,7 @@ __all__ = [
     "ClientReport",
     "Instruction",
     "OptionCost",
+    "by_quality",
     "frame_bytes_at",
     "jpeg_size",
 ]
@@ -303,6 +304,13 @@ def jpeg_size(quality: int) -> float:
         if quality <= q1:
             return s0 + (s1 - s0) * (quality - q0) / (q1 - q0)
     return points[-1][1]
+
+
+def by_quality(accuracy: float, jpeg_accuracy: Mapping[int, float]) -> dict[int | None, float]:
+    """An image variant's accuracy per JPEG quality its frames may be sent at: as scored
+    (`jpeg_accuracy`), or, not scored, `accuracy` at the client's own quality (None)."""
+    scored: dict[int | None, float] = dict(jpeg_accuracy.items())
+    return scored or {None: accuracy}
 
 
 def frame_bytes_at(size_px: int, quality: int | None = None) -> int:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from rheostat.network.clients import ClientRegistry, OptionCost
+from rheostat.network.clients import ClientRegistry, OptionCost, by_quality
 from rheostat.profiling import LatencyProfile
 from rheostat.repository.schema import FamilyConfig, InputKind
 
@@ -77,7 +77,7 @@ def image_options(
 ) -> list[OptionCost]:
     """An image variant's options: one per JPEG quality it was scored at, with that
     accuracy; none scored, one at the client's own quality (`accuracy`)."""
-    qualities: dict[int | None, float] = dict(jpeg_accuracy.items()) or {None: accuracy}
+    qualities = by_quality(accuracy, jpeg_accuracy)
     return [option_cost(name, size_px, a, profiles, quality=q) for q, a in qualities.items()]
 
 

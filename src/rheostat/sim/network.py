@@ -49,7 +49,7 @@ from rheostat.network.clients import (
     jpeg_size,
 )
 from rheostat.network.estimator import BandwidthEstimator
-from rheostat.network.serving import COST_BATCH, HEADROOM, SERVER_SHARE, image_options
+from rheostat.network.serving import HEADROOM, SERVER_SHARE, image_options
 from rheostat.network.traces import BandwidthTrace
 from rheostat.plan import Plan, Replica
 from rheostat.profiling import LatencyProfile
@@ -177,11 +177,11 @@ class _Run:
         self.registry = ClientRegistry(
             lambda family: costs, lambda family: devices * (1 - HEADROOM)
         )
+        latency = {c.variant: c.latency_s for c in costs}  # a variant's options share it
         self.infos = [
-            VariantInfo(v.name, v.accuracy, v.input_size, LatencyProfile(v.latency_s).latency_s(
-                COST_BATCH), v.jpeg_accuracy)
+            VariantInfo(v.name, v.accuracy, v.input_size, latency[v.name], v.jpeg_accuracy)
             for v in variants
-        ]  # fmt: skip
+        ]
         self.smallest = min(v.input_size for v in variants)
         self.largest = max(v.input_size for v in variants)
         self.records: list[FrameRecord] = []
